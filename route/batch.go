@@ -1,0 +1,89 @@
+package route
+
+import (
+	"errors"
+	"sync/atomic"
+
+	jimbotpb "github.com/jimbot/jimbus/proto"
+)
+
+// Batch is the events of one request, with their topics, on their way from
+// ingest to the subscribers. See the package doc for ownership.
+type Batch struct {
+	// Events are in the order the client sent them.
+	Events []*jimbotpb.Event
+	// Topics[i] is the topic of Events[i].
+	Topics []TopicID
+	// ReceivedAt is when the request arrived, Unix ns.
+	ReceivedAt int64
+	// Owner is free for the creator (e.g. the buffers the events alias).
+	Owner any
+
+	refs atomic.Int32
+	free func(*Batch)
+}
+
+// NewBatch returns a batch with one reference; free, if not nil, is called
+// with the batch when the last reference is released.
+func NewBatch(free func(*Batch)) *Batch {
+	b := &Batch{free: free}
+	b.refs.Store(1)
+	return b
+}
+
+// Reset prepares a batch from the creator's pool for reuse: one reference,
+// no events. The creator must hold the only pointer to b.
+func (b *Batch) Reset() {
+	clear(b.Events)
+	b.Events = b.Events[:0]
+	b.Topics = b.Topics[:0]
+	b.ReceivedAt = 0
+	b.refs.Store(1)
+}
+
+// Add appends an event with its topic.
+func (b *Batch) Add(ev *jimbotpb.Event, topic TopicID) {
+	b.Events = append(b.Events, ev)
+	b.Topics = append(b.Topics, topic)
+}
+
+// Len is the number of events.
+func (b *Batch) Len() int { return len(b.Events) }
+
+// Retain adds n references.
+func (b *Batch) Retain(n int) {
+	if b.refs.Add(int32(n)) <= int32(n) {
+		panic("BUG: route: Retain on a released batch")
+	}
+}
+
+// Release drops one reference; the last one hands b to its free function.
+func (b *Batch) Release() {
+	switch n := b.refs.Add(-1); {
+	case n == 0:
+		if b.free != nil {
+			b.free(b)
+		}
+	case n < 0:
+		panic("BUG: route: batch released more often than retained")
+	}
+}
+
+// ErrFull is returned by Publish when the fan-out has no room now: the
+// caller keeps its reference and may retry (ingest answers 503).
+var ErrFull = errors.New("route: fan-out full")
+
+// ErrClosed is returned by Publish once the fan-out is stopping.
+var ErrClosed = errors.New("route: fan-out closed")
+
+// Publisher is a fan-out backend: the in-memory rings (grpcout) or, later,
+// a distributed log. Ingest publishes through it and knows nothing else.
+type Publisher interface {
+	// Publish hands b to the fan-out. On nil error the publisher owns the
+	// caller's reference; on an error the caller keeps it. hint spreads
+	// concurrent publishers over shards (e.g. a connection id); it never
+	// affects ordering: batches published one after the other (the second
+	// Publish starting after the first returned) reach every subscriber in
+	// that order.
+	Publish(hint uint32, b *Batch) error
+}

@@ -1,0 +1,185 @@
+package route
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	jimbotpb "github.com/jimbot/jimbus/proto"
+)
+
+func TestMatch(t *testing.T) {
+	f := func(pattern, topic string, want bool) {
+		t.Helper()
+		require.Equal(t, want, Match(pattern, topic), "Match(%q, %q)", pattern, topic)
+	}
+	f("game.state.update", "game.state.update", true)
+	f("game.*.*", "game.state.update", true)
+	f("game.state", "game.state.update", false)
+	f("*.*.*", "system.heartbeat", false)
+	f("*.*", "system.heartbeat", true)
+	f("system.*", "system.heartbeat", true)
+	f("system.*", "system.connection.test", false)
+	f(">", "system.heartbeat", true)
+	f(">", "a", true)
+	f("game.>", "game.state.update", true)
+	f("game.>", "game", false)
+	f("game.>", "game.x", true)
+	f("*.>", "game.x", true)
+	f("*.>", "game", false)
+	f("game.*", "game.state.update", false)
+	f("game.*.update", "game.state.update", true)
+	f("game.*.update", "game.state.changed", false)
+	f("*", "game", true)
+	f("*", "game.state", false)
+	f("", "game", false)
+	f("game.state.update.extra", "game.state.update", false)
+}
+
+func TestValidatePattern(t *testing.T) {
+	f := func(p string, ok bool) {
+		t.Helper()
+		err := ValidatePattern(p)
+		if ok {
+			require.NoError(t, err, p)
+		} else {
+			require.ErrorIs(t, err, ErrBadPattern, p)
+		}
+	}
+	f(">", true)
+	f("game.*.*", true)
+	f("game.>", true)
+	f("", false)
+	f("game..x", false)
+	f(".game", false)
+	f("game.>.x", false)
+	f("ga*me", false)
+	f("game.st>", false)
+	f("game state", false)
+}
+
+func TestCompile(t *testing.T) {
+	s, err := Compile()
+	require.NoError(t, err)
+	for i := 0; i < NumTopics; i++ {
+		require.True(t, s.Has(TopicID(i)))
+	}
+	s, err = Compile("game.*.*")
+	require.NoError(t, err)
+	gs, _ := TopicOf(jimbotpb.EventType_EVENT_TYPE_GAME_STATE, "")
+	hb, _ := TopicOf(jimbotpb.EventType_EVENT_TYPE_HEARTBEAT, "")
+	require.True(t, s.Has(gs))
+	require.False(t, s.Has(hb))
+	require.False(t, s.Has(TopicDeadletter))
+	s, err = Compile("system.heartbeat", "system.deadletter")
+	require.NoError(t, err)
+	require.True(t, s.Has(hb))
+	require.True(t, s.Has(TopicDeadletter))
+	require.False(t, s.Has(gs))
+	s, err = Compile("nothing.matches")
+	require.NoError(t, err)
+	require.True(t, s.Empty())
+	_, err = Compile("bad..pattern")
+	require.ErrorIs(t, err, ErrBadPattern)
+	many := make([]string, MaxPatterns+1)
+	for i := range many {
+		many[i] = ">"
+	}
+	_, err = Compile(many...)
+	require.ErrorIs(t, err, ErrBadPattern)
+}
+
+func TestTopicTable(t *testing.T) {
+	f := func(typ jimbotpb.EventType, subtype, want string) {
+		t.Helper()
+		id, ok := TopicOf(typ, subtype)
+		require.True(t, ok, typ.String())
+		require.Equal(t, want, id.String())
+	}
+	// The topics earlier subscribers rely on (CONTRACT section 3).
+	f(jimbotpb.EventType_EVENT_TYPE_GAME_STATE, "", "game.state.update")
+	f(jimbotpb.EventType_EVENT_TYPE_HEARTBEAT, "", "system.heartbeat")
+	f(jimbotpb.EventType_EVENT_TYPE_MONEY_CHANGED, "", "game.money.changed")
+	f(jimbotpb.EventType_EVENT_TYPE_SCORE_CHANGED, "", "game.score.changed")
+	f(jimbotpb.EventType_EVENT_TYPE_HAND_PLAYED, "", "game.hand.played")
+	f(jimbotpb.EventType_EVENT_TYPE_CARDS_DISCARDED, "", "game.cards.discarded")
+	f(jimbotpb.EventType_EVENT_TYPE_JOKERS_CHANGED, "", "game.jokers.changed")
+	f(jimbotpb.EventType_EVENT_TYPE_ROUND_CHANGED, "", "game.round.changed")
+	f(jimbotpb.EventType_EVENT_TYPE_PHASE_CHANGED, "", "game.phase.changed")
+	f(jimbotpb.EventType_EVENT_TYPE_ROUND_COMPLETE, "", "game.round.complete")
+	f(jimbotpb.EventType_EVENT_TYPE_CONNECTION_TEST, "", "system.connection.test")
+	f(jimbotpb.EventType_EVENT_TYPE_LEARNING_DECISION_REQUEST, "", "learning.decision.request")
+	f(jimbotpb.EventType_EVENT_TYPE_LEARNING_DECISION_RESPONSE, "", "learning.decision.response")
+	f(jimbotpb.EventType_EVENT_TYPE_STRATEGY_REQUEST, "", "strategy.request")
+	f(jimbotpb.EventType_EVENT_TYPE_STRATEGY_RESPONSE, "", "strategy.response")
+	f(jimbotpb.EventType_EVENT_TYPE_KNOWLEDGE_UPDATE, "", "knowledge.update")
+	f(jimbotpb.EventType_EVENT_TYPE_SCORING, "HAND_EVAL_START", "game.scoring.hand_eval_start")
+	f(jimbotpb.EventType_EVENT_TYPE_SCORING, "weird", "game.scoring.other")
+	f(jimbotpb.EventType_EVENT_TYPE_SCORING, "", "game.scoring.other")
+	require.True(t, Match("metrics.*", mustTopic(t, jimbotpb.EventType_EVENT_TYPE_METRIC)))
+
+	// Every EventType has a topic, and topics are unique.
+	seen := map[string]bool{}
+	for _, name := range Topics() {
+		require.False(t, seen[name], name)
+		seen[name] = true
+	}
+	for v := range jimbotpb.EventType_name {
+		if v == 0 {
+			continue
+		}
+		_, ok := TopicOf(jimbotpb.EventType(v), "")
+		require.True(t, ok, jimbotpb.EventType(v).String())
+	}
+	_, ok := TopicOf(jimbotpb.EventType_EVENT_TYPE_UNSPECIFIED, "")
+	require.False(t, ok)
+}
+
+func mustTopic(t *testing.T, typ jimbotpb.EventType) string {
+	id, ok := TopicOf(typ, "")
+	require.True(t, ok)
+	return id.String()
+}
+
+func TestParseType(t *testing.T) {
+	f := func(name, subtype string, want jimbotpb.EventType, ok bool) {
+		t.Helper()
+		got, gotOK := ParseType(name, subtype)
+		require.Equal(t, ok, gotOK, name)
+		require.Equal(t, want, got, name)
+	}
+	f("HEARTBEAT", "", jimbotpb.EventType_EVENT_TYPE_HEARTBEAT, true)
+	f("heartbeat", "", jimbotpb.EventType_EVENT_TYPE_HEARTBEAT, true)
+	f("connection_test", "", jimbotpb.EventType_EVENT_TYPE_CONNECTION_TEST, true)
+	f("JOKER_TRIGGER", "", jimbotpb.EventType_EVENT_TYPE_JOKER_TRIGGERED, true)
+	f("JOKER_TRIGGERED", "", jimbotpb.EventType_EVENT_TYPE_JOKER_TRIGGERED, true)
+	f("LEARNING_DECISION", "REQUEST", jimbotpb.EventType_EVENT_TYPE_LEARNING_DECISION_REQUEST, true)
+	f("LEARNING_DECISION", "response", jimbotpb.EventType_EVENT_TYPE_LEARNING_DECISION_RESPONSE, true)
+	f("SCORING", "HAND_EVAL_START", jimbotpb.EventType_EVENT_TYPE_SCORING, true)
+	f("DIAGNOSTIC", "", jimbotpb.EventType_EVENT_TYPE_DIAGNOSTIC, true)
+	f("ERROR", "", jimbotpb.EventType_EVENT_TYPE_ERROR, true)
+	f("CUSTOM", "", jimbotpb.EventType_EVENT_TYPE_CUSTOM, true)
+	f("UNSPECIFIED", "", 0, false)
+	f("INVALID_TYPE", "", 0, false)
+	f("", "", 0, false)
+	f("type with spaces", "", 0, false)
+	f("🚀💀🔥", "", 0, false)
+	f("EXTREMELY_LONG_EVENT_TYPE_NAME_THAT_EXCEEDS_REASONABLE_LIMITS_AND_SHOULD_BE_REJECTED_BY_THE_SERVER", "", 0, false)
+}
+
+func TestBatchRefs(t *testing.T) {
+	freed := 0
+	b := NewBatch(func(*Batch) { freed++ })
+	b.Add(&jimbotpb.Event{}, TopicDeadletter)
+	b.Retain(2)
+	b.Release()
+	b.Release()
+	require.Equal(t, 0, freed)
+	b.Release()
+	require.Equal(t, 1, freed)
+	require.Panics(t, func() { b.Release() })
+	b.Reset()
+	require.Equal(t, 0, b.Len())
+	b.Release()
+	require.Equal(t, 2, freed)
+}

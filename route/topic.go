@@ -1,0 +1,183 @@
+package route
+
+import (
+	"strings"
+
+	jimbotpb "github.com/jimbot/jimbus/proto"
+)
+
+// TopicID is a small index into the topic table.
+type TopicID uint8
+
+// The topics that are not one event type's.
+const (
+	// TopicDeadletter carries rejected events with their reason and raw bytes.
+	TopicDeadletter TopicID = iota
+	topicFirstType
+)
+
+// topicDef is one row of the table: an event type (with subtype, for the
+// types that fan out by subtype) and its topic.
+type topicDef struct {
+	typ     jimbotpb.EventType
+	subtype string // lower case; "" for the type's own topic
+	topic   string
+}
+
+// table is the topic of every EventType. The first eleven are what earlier
+// subscribers already use (CONTRACT section 3); never change a topic here.
+var table = []topicDef{
+	{jimbotpb.EventType_EVENT_TYPE_UNSPECIFIED, "", "system.deadletter"},
+	{jimbotpb.EventType_EVENT_TYPE_GAME_STATE, "", "game.state.update"},
+	{jimbotpb.EventType_EVENT_TYPE_HEARTBEAT, "", "system.heartbeat"},
+	{jimbotpb.EventType_EVENT_TYPE_MONEY_CHANGED, "", "game.money.changed"},
+	{jimbotpb.EventType_EVENT_TYPE_SCORE_CHANGED, "", "game.score.changed"},
+	{jimbotpb.EventType_EVENT_TYPE_HAND_PLAYED, "", "game.hand.played"},
+	{jimbotpb.EventType_EVENT_TYPE_CARDS_DISCARDED, "", "game.cards.discarded"},
+	{jimbotpb.EventType_EVENT_TYPE_JOKERS_CHANGED, "", "game.jokers.changed"},
+	{jimbotpb.EventType_EVENT_TYPE_ROUND_CHANGED, "", "game.round.changed"},
+	{jimbotpb.EventType_EVENT_TYPE_PHASE_CHANGED, "", "game.phase.changed"},
+	{jimbotpb.EventType_EVENT_TYPE_ROUND_COMPLETE, "", "game.round.complete"},
+	{jimbotpb.EventType_EVENT_TYPE_CONNECTION_TEST, "", "system.connection.test"},
+	{jimbotpb.EventType_EVENT_TYPE_GAME_START, "", "game.lifecycle.start"},
+	{jimbotpb.EventType_EVENT_TYPE_GAME_OVER, "", "game.lifecycle.over"},
+	{jimbotpb.EventType_EVENT_TYPE_BLIND_DEFEATED, "", "game.blind.defeated"},
+	{jimbotpb.EventType_EVENT_TYPE_SHOP_ENTERED, "", "game.shop.entered"},
+	{jimbotpb.EventType_EVENT_TYPE_CARD_PURCHASED, "", "game.card.purchased"},
+	{jimbotpb.EventType_EVENT_TYPE_CARD_SOLD, "", "game.card.sold"},
+	{jimbotpb.EventType_EVENT_TYPE_CARD_ENHANCED, "", "game.card.enhanced"},
+	{jimbotpb.EventType_EVENT_TYPE_JOKER_TRIGGERED, "", "game.joker.triggered"},
+	{jimbotpb.EventType_EVENT_TYPE_STATE_SNAPSHOT, "", "game.state.snapshot"},
+	{jimbotpb.EventType_EVENT_TYPE_ERROR, "", "system.error"},
+	{jimbotpb.EventType_EVENT_TYPE_LEARNING_DECISION_REQUEST, "", "learning.decision.request"},
+	{jimbotpb.EventType_EVENT_TYPE_LEARNING_DECISION_RESPONSE, "", "learning.decision.response"},
+	{jimbotpb.EventType_EVENT_TYPE_STRATEGY_REQUEST, "", "strategy.request"},
+	{jimbotpb.EventType_EVENT_TYPE_STRATEGY_RESPONSE, "", "strategy.response"},
+	{jimbotpb.EventType_EVENT_TYPE_KNOWLEDGE_UPDATE, "", "knowledge.update"},
+	{jimbotpb.EventType_EVENT_TYPE_METRIC, "", "metrics.event"},
+	{jimbotpb.EventType_EVENT_TYPE_SCORING, "", "game.scoring.other"},
+	{jimbotpb.EventType_EVENT_TYPE_SCORING, "hand_eval_start", "game.scoring.hand_eval_start"},
+	{jimbotpb.EventType_EVENT_TYPE_SCORING, "hand_eval_complete", "game.scoring.hand_eval_complete"},
+	{jimbotpb.EventType_EVENT_TYPE_SCORING, "score_update", "game.scoring.score_update"},
+	{jimbotpb.EventType_EVENT_TYPE_SCORING, "joker_trigger", "game.scoring.joker_trigger"},
+	{jimbotpb.EventType_EVENT_TYPE_SCORING, "mult_update", "game.scoring.mult_update"},
+	{jimbotpb.EventType_EVENT_TYPE_SCORING, "chips_update", "game.scoring.chips_update"},
+	{jimbotpb.EventType_EVENT_TYPE_DIAGNOSTIC, "", "system.diagnostic"},
+	{jimbotpb.EventType_EVENT_TYPE_CUSTOM, "", "custom.event"},
+}
+
+// NumTopics is the number of topics; TopicIDs are below it.
+var NumTopics = len(table)
+
+// byType is the type's own topic, indexed by EventType (0 for none).
+var byType = func() map[jimbotpb.EventType]TopicID {
+	m := make(map[jimbotpb.EventType]TopicID)
+	for i, d := range table {
+		if d.subtype == "" && i != int(TopicDeadletter) {
+			m[d.typ] = TopicID(i)
+		}
+	}
+	return m
+}()
+
+// String returns the topic's name, e.g. "game.state.update".
+func (id TopicID) String() string {
+	if int(id) >= len(table) {
+		return "invalid"
+	}
+	return table[id].topic
+}
+
+// Topics returns every topic name, indexed by TopicID.
+func Topics() []string {
+	out := make([]string, len(table))
+	for i, d := range table {
+		out[i] = d.topic
+	}
+	return out
+}
+
+// TopicRow is one row of the documented topic table.
+type TopicRow struct {
+	Type    jimbotpb.EventType
+	Subtype string
+	Topic   string
+}
+
+// Table returns the topic table for documentation and tools.
+func Table() []TopicRow {
+	out := make([]TopicRow, len(table))
+	for i, d := range table {
+		out[i] = TopicRow{d.typ, strings.ToUpper(d.subtype), d.topic}
+	}
+	return out
+}
+
+// TopicOf returns the topic of an event of type t and subtype (matched
+// case-insensitively; only SCORING fans out by subtype). ok is false for an
+// EventType without a topic (UNSPECIFIED or unknown).
+func TopicOf(t jimbotpb.EventType, subtype string) (id TopicID, ok bool) {
+	if t == jimbotpb.EventType_EVENT_TYPE_SCORING && subtype != "" {
+		for i := range table {
+			if table[i].typ == t && table[i].subtype != "" && strings.EqualFold(table[i].subtype, subtype) {
+				return TopicID(i), true
+			}
+		}
+	}
+	id, ok = byType[t]
+	return id, ok
+}
+
+// typeAliases are the type strings the BalatroMCP mod sends that are not an
+// EventType name.
+var typeAliases = map[string]jimbotpb.EventType{
+	"JOKER_TRIGGER": jimbotpb.EventType_EVENT_TYPE_JOKER_TRIGGERED,
+}
+
+// maxTypeLen bounds ParseType's work on hostile input.
+const maxTypeLen = 64
+
+// ParseType maps a type string as sent (case-insensitive: "HEARTBEAT",
+// "connection_test") and its subtype to an EventType. LEARNING_DECISION takes
+// its direction from the subtype (REQUEST, RESPONSE). ok is false for an
+// unknown type. It does not allocate.
+func ParseType(name, subtype string) (t jimbotpb.EventType, ok bool) {
+	if len(name) == 0 || len(name) > maxTypeLen {
+		return 0, false
+	}
+	var buf [maxTypeLen]byte
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	upper := buf[:len(name)]
+	if string(upper) == "LEARNING_DECISION" {
+		if strings.EqualFold(subtype, "RESPONSE") {
+			return jimbotpb.EventType_EVENT_TYPE_LEARNING_DECISION_RESPONSE, true
+		}
+		return jimbotpb.EventType_EVENT_TYPE_LEARNING_DECISION_REQUEST, true
+	}
+	if t, ok := typeAliases[string(upper)]; ok {
+		return t, true
+	}
+	if v, ok := typeValues[string(upper)]; ok {
+		return v, true
+	}
+	return 0, false
+}
+
+// typeValues maps "HEARTBEAT" to EVENT_TYPE_HEARTBEAT, for every value but
+// UNSPECIFIED.
+var typeValues = func() map[string]jimbotpb.EventType {
+	m := make(map[string]jimbotpb.EventType)
+	for name, v := range jimbotpb.EventType_value {
+		if v == 0 {
+			continue
+		}
+		m[strings.TrimPrefix(name, "EVENT_TYPE_")] = jimbotpb.EventType(v)
+	}
+	return m
+}()
