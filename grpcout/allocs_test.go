@@ -1,0 +1,67 @@
+//go:build !race
+
+package grpcout
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	jimbotpb "github.com/jimbot/jimbus/proto"
+	"github.com/jimbot/jimbus/route"
+)
+
+// TestAllocs: the hot path from Publish to the writer's packing does not
+// allocate: Publish, the dispatcher's Drain and dispatch to one and to four
+// subscriber queues, and each writer's pack and post-Send step.
+func TestAllocs(t *testing.T) {
+	for _, nsubs := range []int{1, 4} {
+		t.Run(fmt.Sprintf("subscribers=%d", nsubs), func(t *testing.T) {
+			b, err := New(Options{Logger: discard})
+			require.NoError(t, err)
+			set, err := route.Compile(">")
+			require.NoError(t, err)
+			subs := make([]*subscriber, nsubs)
+			for i := range subs {
+				subs[i], err = b.subscribe(fmt.Sprint(i), set, 0)
+				require.NoError(t, err)
+			}
+			bt := route.NewBatch(nil)
+			for i := range 50 {
+				typ := jimbotpb.EventType_EVENT_TYPE_GAME_STATE
+				if i%3 == 0 {
+					typ = jimbotpb.EventType_EVENT_TYPE_HEARTBEAT
+				}
+				id, _ := route.TopicOf(typ, "")
+				bt.Add(newEvent(typ, "", fmt.Sprint(i)), id)
+			}
+			buf := make([]*route.Batch, 0, dispatchChunk)
+			// The test goroutine plays the dispatcher (the bus is not
+			// started) and each writer in turn.
+			n := testing.AllocsPerRun(1000, func() {
+				bt.Retain(1) // the reference Publish hands over
+				if err := b.Publish(7, bt); err != nil {
+					t.Fatal(err)
+				}
+				buf = b.ring.Drain(buf[:0], dispatchChunk)
+				for i, x := range buf {
+					b.dispatch(x)
+					buf[i] = nil
+				}
+				for _, s := range subs {
+					for s.pack() > 0 {
+						s.sentDone(true)
+					}
+				}
+			})
+			require.Zero(t, n)
+			for _, s := range subs {
+				s.leave(nil)
+			}
+			require.NoError(t, b.Stop(context.Background()))
+			bt.Release() // the test's own reference, the last
+		})
+	}
+}

@@ -1,0 +1,252 @@
+package grpcout
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+
+	jimbotpb "github.com/jimbot/jimbus/proto"
+	"github.com/jimbot/jimbus/route"
+)
+
+// benchBatchEvents is the size of the batches the benchmarks publish: a busy
+// BalatroMCP batch.
+const benchBatchEvents = 50
+
+// benchEvent is a typical event: a GAME_STATE envelope with a ~150-byte
+// payload, about 250 bytes on the wire.
+func benchEvent(i int) *jimbotpb.Event {
+	return &jimbotpb.Event{
+		EventId:         "evt-" + strconv.Itoa(i),
+		Timestamp:       1_700_000_000_000,
+		Type:            jimbotpb.EventType_EVENT_TYPE_GAME_STATE,
+		Source:          "BalatroMCP",
+		Version:         1,
+		GameId:          "game-42",
+		SessionId:       "session-7",
+		PayloadJson:     []byte(`{"in_game":true,"ante":3,"round":7,"money":12,"hands_remaining":3,"discards_remaining":2,"phase":"SELECTING_HAND","jokers":[{"name":"Joker","mult":4}]}`),
+		ClientTimestamp: 123456.789,
+		Topic:           "game.state.update",
+		TypeName:        "GAME_STATE",
+	}
+}
+
+// batchPool recycles batches with their events, as ingest's pool does: a
+// batch's free function puts it back.
+type batchPool struct {
+	free  chan *route.Batch
+	topic route.TopicID
+}
+
+func newBatchPool(n int) *batchPool {
+	p := &batchPool{free: make(chan *route.Batch, n)}
+	p.topic, _ = route.TopicOf(jimbotpb.EventType_EVENT_TYPE_GAME_STATE, "")
+	for range n {
+		bt := route.NewBatch(p.put)
+		evs := make([]*jimbotpb.Event, benchBatchEvents)
+		for i := range evs {
+			evs[i] = benchEvent(i)
+		}
+		bt.Owner = evs
+		p.free <- bt
+	}
+	return p
+}
+
+func (p *batchPool) put(bt *route.Batch) { p.free <- bt }
+
+// get returns a batch with one reference and its 50 events.
+func (p *batchPool) get() *route.Batch {
+	bt := <-p.free
+	bt.Reset()
+	for _, ev := range bt.Owner.([]*jimbotpb.Event) {
+		bt.Add(ev, p.topic)
+	}
+	bt.ReceivedAt = time.Now().UnixNano()
+	return bt
+}
+
+// countStream is a Subscribe stream without the network: Send counts.
+type countStream struct {
+	ctx  context.Context
+	want int
+	got  int
+	done chan struct{}
+}
+
+func (c *countStream) Context() context.Context { return c.ctx }
+
+func (c *countStream) Send(eb *jimbotpb.EventBatch) error {
+	c.got += len(eb.Events)
+	if c.got == c.want {
+		close(c.done)
+	}
+	return nil
+}
+
+// BenchmarkFanout measures the bus without the network: Publish of 50-event
+// batches -> ring -> dispatcher -> 1 or 4 subscriber queues -> each writer's
+// packing into EventBatch messages (Send only counts). events/s counts
+// published events (each delivered to every subscriber).
+func BenchmarkFanout(b *testing.B) {
+	for _, nsubs := range []int{1, 4} {
+		b.Run(fmt.Sprintf("subscribers=%d", nsubs), func(b *testing.B) {
+			bus, err := New(Options{Logger: discard})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := bus.Start(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			set, _ := route.Compile(">")
+			nb := (b.N + benchBatchEvents - 1) / benchBatchEvents
+			events := nb * benchBatchEvents
+			streams := make([]*countStream, nsubs)
+			var wg sync.WaitGroup
+			for i := range streams {
+				st := &countStream{ctx: context.Background(), want: events, done: make(chan struct{})}
+				streams[i] = st
+				s, err := bus.subscribe(fmt.Sprint(i), set, 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				wg.Go(func() { _ = s.serve(st) })
+			}
+			pool := newBatchPool(2048)
+			b.SetBytes(int64(proto.Size(benchEvent(0))))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for k := range nb {
+				bt := pool.get()
+				for bus.Publish(uint32(k), bt) != nil {
+					time.Sleep(time.Microsecond)
+				}
+			}
+			for _, st := range streams {
+				<-st.done
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
+			if err := bus.Stop(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			wg.Wait()
+		})
+	}
+}
+
+// BenchmarkStream measures events/s end to end through a real loopback gRPC
+// stream to one subscriber, client and server in this process: the bus
+// (Publish -> ... -> Send of up to 256 events a message -> client Recv)
+// beside plain gRPC server streams of the same events without the bus, one
+// event per message (the naive design) and 256 per message (the bound).
+func BenchmarkStream(b *testing.B) {
+	b.Run("bus", func(b *testing.B) {
+		e := newEnv(b, Options{}, nil, nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		st := subscribe(b, ctx, e.client, &jimbotpb.SubscribeRequest{TopicPattern: ">"})
+		pool := newBatchPool(2048)
+		nb := (b.N + benchBatchEvents - 1) / benchBatchEvents
+		events := nb * benchBatchEvents
+		b.SetBytes(int64(proto.Size(benchEvent(0))))
+		b.ReportAllocs()
+		b.ResetTimer()
+		go func() {
+			for k := range nb {
+				bt := pool.get()
+				for e.bus.Publish(uint32(k), bt) != nil {
+					time.Sleep(time.Microsecond)
+				}
+			}
+		}()
+		msgs := 0
+		for got := 0; got < events; msgs++ {
+			eb, err := st.Recv()
+			if err != nil {
+				b.Fatal(err)
+			}
+			got += len(eb.Events)
+		}
+		b.StopTimer()
+		b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
+		b.ReportMetric(float64(events)/float64(msgs), "events/msg")
+		cancel()
+		e.close()
+	})
+	for _, per := range []int{1, DefaultMaxBatchEvents} {
+		b.Run(fmt.Sprintf("baseline-grpc-events-per-message=%d", per), func(b *testing.B) {
+			benchBaseline(b, per)
+		})
+	}
+}
+
+// baselineServer streams n prebuilt events, per to a message; n is the
+// request's subscriber_id.
+type baselineServer struct {
+	jimbotpb.UnimplementedEventBusServer
+	per int
+}
+
+func (s *baselineServer) Subscribe(req *jimbotpb.SubscribeRequest, st grpc.ServerStreamingServer[jimbotpb.EventBatch]) error {
+	n, _ := strconv.Atoi(req.SubscriberId)
+	evs := make([]*jimbotpb.Event, s.per)
+	for i := range evs {
+		evs[i] = benchEvent(i)
+	}
+	eb := &jimbotpb.EventBatch{}
+	for sent := 0; sent < n; {
+		k := min(s.per, n-sent)
+		eb.Events = evs[:k]
+		if err := st.Send(eb); err != nil {
+			return err
+		}
+		sent += k
+	}
+	return nil
+}
+
+func benchBaseline(b *testing.B, per int) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	jimbotpb.RegisterEventBusServer(srv, &baselineServer{per: per})
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	client := jimbotpb.NewEventBusClient(conn)
+	b.SetBytes(int64(proto.Size(benchEvent(0))))
+	b.ReportAllocs()
+	b.ResetTimer()
+	st, err := client.Subscribe(context.Background(), &jimbotpb.SubscribeRequest{SubscriberId: strconv.Itoa(b.N)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	got := 0
+	for {
+		eb, err := st.Recv()
+		if err != nil {
+			break
+		}
+		got += len(eb.Events)
+	}
+	b.StopTimer()
+	if got != b.N {
+		b.Fatalf("got %d events, want %d", got, b.N)
+	}
+	b.ReportMetric(float64(got)/b.Elapsed().Seconds(), "events/s")
+}

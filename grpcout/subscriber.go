@@ -1,0 +1,312 @@
+package grpcout
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	jimbotpb "github.com/jimbot/jimbus/proto"
+	"github.com/jimbot/jimbus/ring"
+	"github.com/jimbot/jimbus/route"
+)
+
+// stream is the part of a Subscribe stream the writer uses.
+type stream interface {
+	Context() context.Context
+	Send(*jimbotpb.EventBatch) error
+}
+
+// errAborted ends the streams that Stop could not drain before its deadline.
+var errAborted = status.Error(codes.Unavailable, "grpcout: the bus stopped before this stream was drained; reconnect")
+
+// subscriber is one Subscribe stream: its compiled topics, its queue of
+// deliveries (a batch with at least one matching event) and the state of its
+// writer, the stream's handler goroutine.
+//
+// q is single-producer/single-consumer: the dispatcher is its only producer.
+// Its consumer side is guarded by qmu: the writer pops under it; the
+// dispatcher takes it to drop the oldest delivery (DropOldest) or to release
+// the queue of a subscriber it disconnects; whoever leaves last drains it.
+type subscriber struct {
+	// Read-only after newSubscriber.
+	bus     *Bus
+	id      string
+	label   string
+	set     route.Set
+	max     int
+	q       *ring.Ring[*route.Batch]
+	notify  chan struct{} // dispatcher -> parked writer; 1-buffered
+	room    chan struct{} // writer -> dispatcher waiting for room (Block); 1-buffered
+	gone    chan struct{} // closed when the writer has left
+	killc   chan struct{} // closed when the dispatcher disconnected the subscriber
+	sent    prometheus.Counter
+	dropped prometheus.Counter
+	latency prometheus.Histogram
+	_       [128]byte
+
+	// Dispatcher only.
+	mark    uint64 // the dispatcher's epoch when it last selected this subscriber
+	killErr error  // set before killed
+	_       [128]byte
+
+	// Written by both sides.
+	sleeping atomic.Uint32 // the writer is parked or about to park
+	wantRoom atomic.Uint32 // the dispatcher waits for room in q
+	closed   atomic.Bool   // the writer has left
+	killed   atomic.Bool   // the dispatcher disconnected the subscriber
+	droppedN atomic.Uint64
+	sentN    atomic.Uint64
+	_        [128]byte
+
+	qmu sync.Mutex // the consumer side of q
+
+	// Writer only.
+	out    jimbotpb.EventBatch // reused for every Send
+	cur    *route.Batch        // a delivery partly packed into out
+	curIdx int                 // next event of cur to look at
+	held   []*route.Batch      // deliveries packed into out, released after Send
+
+	// Guarded by bus.mu.
+	removed bool
+}
+
+func newSubscriber(b *Bus, id string, set route.Set, max int, label string) *subscriber {
+	return &subscriber{
+		bus:     b,
+		id:      id,
+		label:   label,
+		set:     set,
+		max:     max,
+		q:       ring.New[*route.Batch](b.opts.QueueSize),
+		notify:  make(chan struct{}, 1),
+		room:    make(chan struct{}, 1),
+		gone:    make(chan struct{}),
+		killc:   make(chan struct{}),
+		sent:    b.m.sent.WithLabelValues(label),
+		dropped: b.m.dropped.WithLabelValues(label),
+		latency: b.m.latency,
+		out:     jimbotpb.EventBatch{Events: make([]*jimbotpb.Event, 0, max)},
+		held:    make([]*route.Batch, 0, max+1),
+	}
+}
+
+// wake wakes the writer if it is parked. Dispatcher only, after a push.
+func (s *subscriber) wake() {
+	if s.sleeping.Load() != 0 && s.sleeping.CompareAndSwap(1, 0) {
+		select {
+		case s.notify <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// pack fills s.out.Events with up to s.max matching events of the queued
+// deliveries, in order, and returns how many. A delivery whose events all
+// went into out moves to held; one that did not fit entirely stays in cur.
+// Writer only; it does not allocate.
+func (s *subscriber) pack() int {
+	out := s.out.Events[:0]
+	max := s.max
+	popped := false
+	s.qmu.Lock()
+	for len(out) < max {
+		bt := s.cur
+		if bt == nil {
+			var ok bool
+			if bt, ok = s.q.Pop(); !ok {
+				break
+			}
+			popped = true
+			s.cur, s.curIdx = bt, 0
+		}
+		evs, tops := bt.Events, bt.Topics
+		i := s.curIdx
+		for ; i < len(evs) && len(out) < max; i++ {
+			if s.set.Has(tops[i]) {
+				out = append(out, evs[i])
+			}
+		}
+		if i < len(evs) {
+			s.curIdx = i
+			break
+		}
+		s.held = append(s.held, bt)
+		s.cur = nil
+	}
+	s.qmu.Unlock()
+	if popped && s.wantRoom.Load() != 0 && s.wantRoom.CompareAndSwap(1, 0) {
+		select {
+		case s.room <- struct{}{}:
+		default:
+		}
+	}
+	s.out.Events = out
+	if len(out) == 0 && len(s.held) > 0 {
+		s.sentDone(false) // deliveries without a matching event: nothing to send
+	}
+	return len(out)
+}
+
+// sentDone ends a Send of s.out: it counts the events (when ok), observes
+// the latency of each delivery completed, and releases those deliveries.
+// Writer only; it does not allocate.
+func (s *subscriber) sentDone(ok bool) {
+	n := len(s.out.Events)
+	clear(s.out.Events)
+	s.out.Events = s.out.Events[:0]
+	var now int64
+	if ok {
+		now = time.Now().UnixNano()
+		s.sent.Add(float64(n))
+		s.sentN.Add(uint64(n))
+	}
+	for i, bt := range s.held {
+		if ok {
+			if at := receivedAt(bt); at > 0 {
+				s.latency.Observe(float64(now-at) / 1e9)
+			}
+		}
+		bt.Release()
+		s.held[i] = nil
+	}
+	s.held = s.held[:0]
+}
+
+// receivedAt is when bt's request reached ingest, Unix ns; 0 if unknown.
+func receivedAt(bt *route.Batch) int64 {
+	if bt.ReceivedAt != 0 {
+		return bt.ReceivedAt
+	}
+	if len(bt.Events) > 0 {
+		return bt.Events[0].ReceivedAtNs
+	}
+	return 0
+}
+
+// serve is the writer loop, run by the stream's handler goroutine, the only
+// one that calls st.Send. It returns nil when the bus stopped and everything
+// queued for s was sent, the slow-subscriber error when the dispatcher
+// disconnected s, or the stream's error.
+func (s *subscriber) serve(st stream) (err error) {
+	b := s.bus
+	ctx := st.Context()
+	defer func() { s.leave(err) }()
+	final := false
+	for {
+		if s.killed.Load() {
+			return s.killErr
+		}
+		if b.aborted.Load() {
+			return errAborted
+		}
+		if s.pack() > 0 {
+			s.out.Timestamp = time.Now().UnixMilli()
+			err := st.Send(&s.out)
+			s.sentDone(err == nil)
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if final {
+			return nil
+		}
+		// Park. The dispatcher pushes, then reads sleeping; we store
+		// sleeping, then read the queue: one of us sees the other.
+		s.sleeping.Store(1)
+		if s.q.Len() != 0 {
+			s.sleeping.Store(0)
+			continue
+		}
+		select {
+		case <-s.notify:
+		case <-b.dispatched:
+			// Everything the dispatcher will ever queue is queued and
+			// visible: send it, then end the stream.
+			final = true
+		case <-s.killc:
+		case <-b.killc:
+		case <-ctx.Done():
+			s.sleeping.Store(0)
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		s.sleeping.Store(0)
+	}
+}
+
+// leave runs when the writer returns: it releases everything s holds and
+// removes s from the bus.
+func (s *subscriber) leave(err error) {
+	s.closed.Store(true)
+	close(s.gone)
+	count := s.killed.Load() || s.bus.aborted.Load()
+	if bt := s.cur; bt != nil {
+		if count {
+			s.countDroppedFrom(bt, s.curIdx)
+		}
+		bt.Release()
+		s.cur = nil
+	}
+	s.sentDone(false)
+	s.drainQueue(count)
+	s.bus.remove(s, true)
+	s.bus.log.Info("grpcout: subscriber left", "subscriber", s.id,
+		"sent_events", s.sentN.Load(), "dropped_events", s.droppedN.Load(), "reason", leaveReason(err))
+}
+
+func leaveReason(err error) string {
+	if err == nil {
+		return "bus stopped"
+	}
+	return err.Error()
+}
+
+// drainQueue releases every queued delivery, counting their events as
+// dropped when count is set. Any goroutine.
+func (s *subscriber) drainQueue(count bool) {
+	s.qmu.Lock()
+	for {
+		bt, ok := s.q.Pop()
+		if !ok {
+			break
+		}
+		if count {
+			s.countDropped(bt)
+		}
+		bt.Release()
+	}
+	s.qmu.Unlock()
+}
+
+// dropOldest drops the oldest queued delivery. Dispatcher only.
+func (s *subscriber) dropOldest() {
+	s.qmu.Lock()
+	bt, ok := s.q.Pop()
+	s.qmu.Unlock()
+	if ok {
+		s.countDropped(bt)
+		bt.Release()
+	}
+}
+
+func (s *subscriber) countDropped(bt *route.Batch) { s.countDroppedFrom(bt, 0) }
+
+// countDroppedFrom counts the events of bt from index i on that match s as
+// dropped.
+func (s *subscriber) countDroppedFrom(bt *route.Batch, i int) {
+	n := 0
+	for _, t := range bt.Topics[i:] {
+		if s.set.Has(t) {
+			n++
+		}
+	}
+	if n > 0 {
+		s.dropped.Add(float64(n))
+		s.droppedN.Add(uint64(n))
+	}
+}
