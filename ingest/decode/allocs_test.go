@@ -1,0 +1,71 @@
+//go:build !race
+
+package decode
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestAllocsDecode checks that decoding the real BalatroMCP bodies, typed
+// view included, allocates nothing once the pools are warm.
+func TestAllocsDecode(t *testing.T) {
+	bodies := map[string]struct {
+		kind Kind
+		body []byte
+	}{
+		"state_change":    {KindBatch, readTestdata(t, "request_batch_state_change.json")},
+		"first_heartbeat": {KindBatch, readTestdata(t, "request_batch_first_heartbeat.json")},
+		"connection_test": {KindEvent, readTestdata(t, "request_connection_test_body.json")},
+		"game_state":      {KindEvent, readTestdata(t, "event_GAME_STATE.with_changes.json")},
+		"game_state_init": {KindEvent, readTestdata(t, "event_GAME_STATE.initial.json")},
+		"heartbeat":       {KindEvent, readTestdata(t, "event_HEARTBEAT.json")},
+		"jokers":          {KindEvent, readTestdata(t, "event_JOKERS_CHANGED.json")},
+		"synthetic50":     {KindBatch, syntheticBatch(50)},
+	}
+	for i, b := range jsonlBodies(t) {
+		bodies["jsonl"+string(rune('0'+i))] = struct {
+			kind Kind
+			body []byte
+		}{KindBatch, b}
+	}
+	for name, tc := range bodies {
+		for _, opts := range []Options{{}, {NoTypedView: true}} {
+			d := New(opts)
+			n := testing.AllocsPerRun(200, func() {
+				r := d.Decode(tc.kind, tc.body, 1)
+				if r.Fatal != "" || r.Rejected != 0 || r.Accepted == 0 {
+					t.Fatalf("%s: %s", name, r.AppendError(nil))
+				}
+				r.Batch.Release()
+				d.ReleaseResult(r)
+			})
+			require.Zero(t, n, "%s %+v", name, opts)
+		}
+	}
+}
+
+// TestAllocsDecodeBadInput: the repair, reject and fatal paths allocate
+// nothing either once warm.
+func TestAllocsDecodeBadInput(t *testing.T) {
+	d := New(Options{})
+	f := func(kind Kind, body string, fatal bool, rejected int) {
+		t.Helper()
+		n := testing.AllocsPerRun(200, func() {
+			r := d.Decode(kind, []byte(body), 1)
+			if (r.Fatal != "") != fatal || r.Rejected != rejected {
+				t.Fatalf("%q: fatal %q, %d rejected", body, r.Fatal, r.Rejected)
+			}
+			r.Batch.Release()
+			d.ReleaseResult(r)
+		})
+		require.Zero(t, n, body)
+	}
+	hb := "{\"type\":\"HEARTBEAT\",\"source\":\"s\",\"payload\":{\"uptime\":nan,\"v\":\"\x01\"}}"
+	f(KindBatch, `{"events":[`+hb+`,`+hb+`]}`, false, 0)
+	f(KindBatch, `{"events":[`+hb+`,{"type":"INVALID_TYPE","source":"s","payload":{}},{"type":"X","payload":["a"b"]}]}`, false, 2)
+	f(KindEvent, `{"type":"INVALID_TYPE","source":"s","payload":{}}`, false, 1)
+	f(KindEvent, `{invalid_json`, true, 0)
+	f(KindBatch, `{"not_events":[]}`, true, 0)
+}

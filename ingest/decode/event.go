@@ -1,0 +1,584 @@
+package decode
+
+import (
+	"math"
+	"strconv"
+	"unicode/utf8"
+
+	jimbotpb "github.com/jimbot/jimbus/proto"
+	"github.com/jimbot/jimbus/route"
+)
+
+// parser decodes one body into st and r.
+type parser struct {
+	d          *Decoder
+	st         *batchState
+	r          *Result
+	kind       Kind
+	receivedAt int64
+	maxDepth   int
+	maxEvents  int
+	typedView  bool
+	// buf is the body being parsed: st.orig, or st.work after the pre-pass.
+	buf      []byte
+	repaired bool
+	// members is scratch for one event's top-level members.
+	members []member
+	batchID string
+	// rejectID is the event_id of the event being built, which its
+	// deadletter keeps; empty outside build.
+	rejectID string
+}
+
+// member is one top-level member of an event object: the key token (with
+// its quotes), the value, and which key it is.
+type member struct {
+	ks, ke, vs, ve int
+	code           keyCode
+}
+
+type keyCode uint8
+
+const (
+	kOther keyCode = iota
+	kType
+	kSource
+	kPayload
+	kData
+	kTimestamp
+	kVersion
+	kEventID
+	kHeaders
+	kMetadata
+	kPriority
+	kSubtype
+	kInitial
+	kDebug
+	numKeys
+)
+
+// keyCodeOf classifies a key (its raw bytes, without quotes; esc if it
+// holds an escape).
+func keyCodeOf(raw []byte, esc bool) keyCode {
+	if esc {
+		var tmp [16]byte
+		if len(raw) > 2*len(tmp) {
+			return kOther
+		}
+		raw = appendUnescaped(tmp[:0], raw)
+	}
+	switch string(raw) {
+	case "type":
+		return kType
+	case "source":
+		return kSource
+	case "payload":
+		return kPayload
+	case "data":
+		return kData
+	case "timestamp":
+		return kTimestamp
+	case "version":
+		return kVersion
+	case "event_id":
+		return kEventID
+	case "headers":
+		return kHeaders
+	case "metadata":
+		return kMetadata
+	case "priority":
+		return kPriority
+	case "subtype":
+		return kSubtype
+	case "initial":
+		return kInitial
+	case "debug":
+		return kDebug
+	}
+	return kOther
+}
+
+// Whole-body errors (Result.Fatal).
+const (
+	fatalEmpty      = "Invalid JSON: empty body"
+	fatalNotObject  = "Invalid JSON: expected an object, got "
+	fatalNoEvents   = "Invalid JSON: missing field `events`"
+	fatalEventsType = "Invalid JSON: invalid type: "
+	fatalTooMany    = "Too many events: a batch may hold at most "
+)
+
+// Per-event reasons; the prefix depends on the endpoint (see reason).
+const (
+	whyMissingType   = "missing field `type`"
+	whyMissingSource = "missing field `source`"
+	whyMissingPay    = "missing field `payload`"
+	whyEmptyType     = "Event type cannot be empty"
+	whyEmptySource   = "Event source cannot be empty"
+	whyUnknownType   = "Unknown event type: "
+	whyNotObject     = "expected an event object, got "
+	whyBadJSON       = "Invalid JSON: "
+	whyTypeNotStr    = "field `type`: invalid type: "
+	whySourceNotStr  = "field `source`: invalid type: "
+)
+
+// jsonKind names the JSON type of the value starting with c, for messages.
+func jsonKind(c byte) string {
+	switch c {
+	case '{':
+		return "map"
+	case '[':
+		return "sequence"
+	case '"':
+		return "string"
+	case 'n':
+		return "null"
+	case 't', 'f':
+		return "boolean"
+	default:
+		return "number"
+	}
+}
+
+// bytesAt returns buf[s:e] with its capacity cut, so that nobody appends
+// into the arena.
+func (p *parser) bytesAt(s, e int) []byte { return p.buf[s:e:e] }
+
+// str returns the decoded string of the string token at buf[s:e] (quotes
+// included), aliasing the arena when it has no escape and is valid UTF-8.
+func (p *parser) str(s, e int) string {
+	raw := p.buf[s+1 : e-1]
+	if plainASCII(raw) {
+		return bstr(raw)
+	}
+	if !hasBackslash(raw) {
+		return p.validStr(raw)
+	}
+	start := len(p.st.aux)
+	p.st.aux = appendUnescaped(p.st.aux, raw)
+	out := p.st.aux[start:]
+	if utf8.Valid(out) {
+		return bstr(out)
+	}
+	p.st.aux = appendValidUTF8(p.st.aux[:start], append([]byte(nil), out...))
+	return bstr(p.st.aux[start:])
+}
+
+// validStr returns raw as a string, aliasing it when it is valid UTF-8.
+func (p *parser) validStr(raw []byte) string {
+	if isASCII(raw) || utf8.Valid(raw) {
+		return bstr(raw)
+	}
+	start := len(p.st.aux)
+	p.st.aux = appendValidUTF8(p.st.aux, raw)
+	return bstr(p.st.aux[start:])
+}
+
+// text returns a scalar value as a string: a string's content, a number's
+// or literal's text; "" for null, objects and arrays.
+func (p *parser) text(s, e int) string {
+	if s >= e {
+		return ""
+	}
+	switch p.buf[s] {
+	case '"':
+		return p.str(s, e)
+	case '{', '[', 'n':
+		return ""
+	}
+	return bstr(p.buf[s:e])
+}
+
+// auxString appends the parts to the arena and returns them as one string.
+func (p *parser) auxString(parts ...string) string {
+	start := len(p.st.aux)
+	for _, s := range parts {
+		p.st.aux = append(p.st.aux, s...)
+	}
+	return bstr(p.st.aux[start:])
+}
+
+// reasonPrefix is the prefix of a per-event reason: the earlier bus's
+// wording, which differs between the two endpoints.
+func (p *parser) reasonPrefix(why string) string {
+	if p.kind == KindBatch {
+		return "Invalid format - "
+	}
+	switch why {
+	case whyMissingType, whyMissingSource, whyMissingPay, whyBadJSON, whyTypeNotStr, whySourceNotStr:
+		return "Invalid JSON: "
+	}
+	return "Invalid event format: "
+}
+
+// maxQuoted bounds how much of a client string a reason repeats.
+const maxQuoted = 200
+
+func clip(s string) string {
+	if len(s) <= maxQuoted {
+		return s
+	}
+	s = s[:maxQuoted]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s + "..."
+}
+
+// reject adds a deadletter event for the request's event idx, whose bytes
+// are buf[s:e], and records the error.
+func (p *parser) reject(idx, s, e int, why, detail string, typ jimbotpb.EventType, typeName, source string) {
+	prefix := p.reasonPrefix(why)
+	suffix := ""
+	switch why {
+	case whyBadJSON:
+		why = ""
+	case whyTypeNotStr, whySourceNotStr:
+		suffix = ", expected a string"
+	}
+	reason := p.auxString(prefix, why, clip(detail), suffix)
+	ev := p.deadletter(s, e, reason)
+	ev.Type = typ
+	ev.TypeName = typeName
+	ev.Source = source
+	p.r.Rejected++
+	start := len(p.r.reasons)
+	p.r.reasons = append(p.r.reasons, reason...)
+	p.r.Errors = append(p.r.Errors, EventError{Index: idx, Reason: bstr(p.r.reasons[start:])})
+}
+
+// deadletter adds an event on system.deadletter carrying buf[s:e] as
+// received (before any repair) and the reason.
+func (p *parser) deadletter(s, e int, reason string) *jimbotpb.Event {
+	ev := p.st.newEvent()
+	if p.repaired {
+		s, e = origPos(p.st.repairs, s), origPos(p.st.repairs, e)
+		ev.Raw = p.st.orig[s:e:e]
+	} else {
+		ev.Raw = p.bytesAt(s, e)
+	}
+	if p.rejectID != "" {
+		// A rejected event keeps its own id, so it can be traced.
+		ev.EventId = p.rejectID
+	} else {
+		start := len(p.st.aux)
+		p.st.aux = appendNewID(p.st.aux)
+		ev.EventId = bstr(p.st.aux[start:])
+	}
+	ev.Timestamp = p.receivedAt / 1e6
+	ev.ReceivedAtNs = p.receivedAt
+	ev.Topic = route.TopicDeadletter.String()
+	ev.DeadletterReason = reason
+	ev.Repairs = p.eventRepairs(s, e)
+	p.st.batch.Add(ev, route.TopicDeadletter)
+	p.r.Keys = append(p.r.Keys, 0)
+	return ev
+}
+
+// eventRepairs is the OR of the repairs inside buf[s:e].
+func (p *parser) eventRepairs(s, e int) uint32 {
+	if !p.repaired {
+		return 0
+	}
+	return repairBits(p.st.repairs, s, e)
+}
+
+// event parses the event object at buf[i] (the request's event idx, nested
+// at depth) strictly and adds it, or its deadletter, to the batch.
+func (p *parser) event(i, idx, depth int) (int, synErr) {
+	b := p.buf
+	if depth >= p.maxDepth {
+		return 0, synErr{i, msgTooDeep}
+	}
+	base := len(p.members)
+	defer func() { p.members = p.members[:base] }()
+	j := skipWS(b, i+1)
+	if j < len(b) && b[j] == '}' {
+		p.build(i, j+1, idx, p.members[base:])
+		return j + 1, synErr{}
+	}
+	for {
+		if j >= len(b) {
+			return 0, synErr{j, msgEOF}
+		}
+		if b[j] != '"' {
+			return 0, synErr{j, msgWantKey}
+		}
+		ke, kesc, e := scanString(b, j)
+		if e.msg != "" {
+			return 0, e
+		}
+		m := member{ks: j, ke: ke}
+		j = skipWS(b, ke)
+		if j >= len(b) {
+			return 0, synErr{j, msgEOF}
+		}
+		if b[j] != ':' {
+			return 0, synErr{j, msgWantColon}
+		}
+		m.vs = skipWS(b, j+1)
+		m.ve, e = skipValue(b, m.vs, depth+1, p.maxDepth)
+		if e.msg != "" {
+			return 0, e
+		}
+		m.code = keyCodeOf(b[m.ks+1:m.ke-1], kesc)
+		p.members = append(p.members, m)
+		j = skipWS(b, m.ve)
+		if j >= len(b) {
+			return 0, synErr{j, msgEOF}
+		}
+		switch b[j] {
+		case ',':
+			j = skipWS(b, j+1)
+		case '}':
+			p.build(i, j+1, idx, p.members[base:])
+			return j + 1, synErr{}
+		default:
+			return 0, synErr{j, msgWantComma}
+		}
+	}
+}
+
+// build turns the members of the valid event object buf[s:e] into an event
+// or a deadletter.
+func (p *parser) build(s, e, idx int, ms []member) {
+	b := p.buf
+	// The last occurrence of each known key wins (as encoding/json).
+	var at [numKeys]int16
+	for k := range at {
+		at[k] = -1
+	}
+	for n := range ms {
+		if c := ms[n].code; c != kOther {
+			if n > math.MaxInt16 {
+				ms[n].code = kOther
+				continue
+			}
+			at[c] = int16(n)
+		}
+	}
+	get := func(c keyCode) (m member, ok bool) {
+		if at[c] < 0 {
+			return member{}, false
+		}
+		return ms[at[c]], true
+	}
+
+	// type and source: required strings.
+	var typeName, source string
+	tm, hasType := get(kType)
+	sm, hasSource := get(kSource)
+	if hasType && b[tm.vs] == '"' {
+		typeName = p.str(tm.vs, tm.ve)
+	}
+	if hasSource && b[sm.vs] == '"' {
+		source = p.str(sm.vs, sm.ve)
+	}
+	typ, known := jimbotpb.EventType(0), false
+	var subtype string
+	if m, ok := get(kSubtype); ok && b[m.vs] == '"' {
+		subtype = p.str(m.vs, m.ve)
+	}
+	if typeName != "" {
+		typ, known = route.ParseType(typeName, subtype)
+	}
+	if m, ok := get(kEventID); ok && b[m.vs] == '"' {
+		p.rejectID = p.str(m.vs, m.ve)
+		defer func() { p.rejectID = "" }()
+	}
+	payload, hasPayload := get(kPayload)
+	if !hasPayload {
+		payload, hasPayload = get(kData)
+	}
+	switch {
+	case !hasType:
+		p.reject(idx, s, e, whyMissingType, "", 0, "", source)
+		return
+	case b[tm.vs] != '"':
+		p.reject(idx, s, e, whyTypeNotStr, jsonKind(b[tm.vs]), 0, "", source)
+		return
+	case !hasSource:
+		p.reject(idx, s, e, whyMissingSource, "", typ, typeName, "")
+		return
+	case b[sm.vs] != '"':
+		p.reject(idx, s, e, whySourceNotStr, jsonKind(b[sm.vs]), typ, typeName, "")
+		return
+	case !hasPayload:
+		p.reject(idx, s, e, whyMissingPay, "", typ, typeName, source)
+		return
+	case typeName == "":
+		p.reject(idx, s, e, whyEmptyType, "", 0, "", source)
+		return
+	case source == "":
+		p.reject(idx, s, e, whyEmptySource, "", typ, typeName, "")
+		return
+	case !known:
+		p.reject(idx, s, e, whyUnknownType, typeName, 0, typeName, source)
+		return
+	}
+	topic, ok := route.TopicOf(typ, subtype)
+	if !ok {
+		p.reject(idx, s, e, whyUnknownType, typeName, 0, typeName, source)
+		return
+	}
+
+	ev := p.st.newEvent()
+	ev.Type = typ
+	ev.TypeName = typeName
+	ev.Source = source
+	ev.Subtype = subtype
+	ev.Topic = topic.String()
+	ev.ReceivedAtNs = p.receivedAt
+	ev.PayloadJson = p.bytesAt(payload.vs, payload.ve)
+	ev.Version = 1
+	ev.Repairs = p.eventRepairs(s, e)
+	// spans collects the members that go to extra_json.
+	p.st.spans = p.st.spans[:0]
+	keep := func(n int) { p.st.spans = append(p.st.spans, span{ms[n].ks, ms[n].ve}) }
+	var initial, debug bool
+	for n := range ms {
+		m := ms[n]
+		if m.code != kOther && int(at[m.code]) != n {
+			continue // an earlier duplicate of a known key
+		}
+		c := b[m.vs]
+		switch m.code {
+		case kType, kSource:
+		case kPayload:
+		case kData:
+			if _, both := get(kPayload); both {
+				keep(n)
+			}
+		case kTimestamp:
+			if c == 'n' {
+				break
+			}
+			raw := b[m.vs:m.ve]
+			if c == '"' {
+				raw = raw[1 : len(raw)-1]
+			}
+			if f, ok := parseFloat(raw); ok {
+				ev.ClientTimestamp = f
+			} else {
+				keep(n)
+			}
+		case kVersion:
+			if c == 'n' {
+				break
+			}
+			raw := b[m.vs:m.ve]
+			if c == '"' {
+				raw = raw[1 : len(raw)-1]
+			}
+			if v, ok := parseInt64(raw); ok {
+				ev.Version = satI32(v)
+			} else {
+				keep(n)
+			}
+		case kEventID:
+			switch {
+			case c == '"' || c == '-' || isDigit(c):
+				ev.EventId = p.text(m.vs, m.ve)
+			case c != 'n':
+				keep(n)
+			}
+		case kHeaders, kMetadata:
+			if c == '{' {
+				p.metadata(ev, m.vs)
+			} else if c != 'n' {
+				keep(n)
+			}
+		case kPriority:
+			if c == '"' {
+				ev.Priority = p.str(m.vs, m.ve)
+			} else if c != 'n' {
+				keep(n)
+			}
+		case kSubtype:
+			if c != '"' && c != 'n' {
+				keep(n)
+			}
+		case kInitial:
+			initial = c == 't'
+			keep(n)
+		case kDebug:
+			debug = c == 't'
+			keep(n)
+		default:
+			keep(n)
+		}
+	}
+	if sp := p.st.spans; len(sp) > 0 {
+		start := len(p.st.aux)
+		a := append(p.st.aux, '{')
+		for k, x := range sp {
+			if k > 0 {
+				a = append(a, ',')
+			}
+			// key token, then ':' and the value, each as received.
+			a = appendMember(a, b, x.s, x.e)
+		}
+		a = append(a, '}')
+		p.st.aux = a
+		ev.ExtraJson = a[start:len(a):len(a)]
+	}
+	key := uint64(0)
+	if ev.EventId != "" {
+		key = Key(ev.Source, ev.EventId, ev.ClientTimestamp)
+	} else {
+		start := len(p.st.aux)
+		p.st.aux = appendNewID(p.st.aux)
+		ev.EventId = bstr(p.st.aux[start:])
+	}
+	if ct := ev.ClientTimestamp; ct >= 1e12 && ct < 1e16 {
+		ev.Timestamp = int64(ct)
+	} else {
+		ev.Timestamp = p.receivedAt / 1e6
+	}
+	if p.typedView {
+		p.typed(ev, payload.vs, payload.ve, initial, debug)
+	}
+	p.st.batch.Add(ev, topic)
+	p.r.Keys = append(p.r.Keys, key)
+	p.r.Accepted++
+}
+
+// appendMember appends the member buf[s:e] ("key" ws : ws value) as
+// "key":value, dropping the whitespace around the colon.
+func appendMember(dst, b []byte, s, e int) []byte {
+	ke := endOfString(b, s)
+	dst = append(dst, b[s:ke]...)
+	dst = append(dst, ':')
+	vs := skipWS(b, ke)
+	vs = skipWS(b, vs+1)
+	return append(dst, b[vs:e]...)
+}
+
+// metadata adds the members of the object at buf[i] to ev.Metadata; values
+// that are not strings are kept as their JSON text.
+func (p *parser) metadata(ev *jimbotpb.Event, i int) {
+	it, _ := newObjIter(p.buf, i)
+	for {
+		ks, ke, vs, ve, ok := it.next()
+		if !ok {
+			return
+		}
+		if ev.Metadata == nil {
+			ev.Metadata = make(map[string]string)
+		}
+		k := p.str(ks, ke)
+		if ve < 0 {
+			ve = skipTrusted(p.buf, vs)
+			it.skipTo(ve)
+		}
+		var v string
+		if p.buf[vs] == '"' {
+			v = p.str(vs, ve)
+		} else {
+			v = p.validStr(p.buf[vs:ve])
+		}
+		ev.Metadata[k] = v
+	}
+}
+
+// appendInt appends n in decimal.
+func appendInt(dst []byte, n int) []byte { return strconv.AppendInt(dst, int64(n), 10) }

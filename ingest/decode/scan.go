@@ -1,0 +1,485 @@
+package decode
+
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
+// This file is the strict JSON scanner: RFC 8259 grammar, no allocation,
+// positions instead of copies. It validates everything except UTF-8 (invalid
+// UTF-8 is accepted, as the contract asks). A syntax error is reported as a
+// position and a constant message, so that the failing path allocates
+// nothing either.
+
+// synErr is a syntax error: where and what.
+type synErr struct {
+	pos int
+	msg string
+}
+
+// Syntax error messages (constants: the error path must not allocate).
+const (
+	msgEOF        = "unexpected end of JSON input"
+	msgBadChar    = "invalid character"
+	msgControl    = "invalid control character in string"
+	msgBadEscape  = "invalid escape in string"
+	msgBadNumber  = "invalid number"
+	msgBadLiteral = "invalid literal"
+	msgTooDeep    = "nesting too deep"
+	msgTrailing   = "invalid character after top-level value"
+	msgWantKey    = "expected a string object key"
+	msgWantColon  = "expected ':' after object key"
+	msgWantComma  = "expected ',' or end of object/array"
+)
+
+// isSpace reports JSON whitespace.
+func isSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\r' || c == '\t' }
+
+// skipWS returns the first non-whitespace index at or after i.
+func skipWS(b []byte, i int) int {
+	for i < len(b) && isSpace(b[i]) {
+		i++
+	}
+	return i
+}
+
+// strClass marks the bytes that end the fast loop of a string scan: '"',
+// '\\' and the control bytes below 0x20.
+var strClass = func() (t [256]bool) {
+	for c := 0; c < 0x20; c++ {
+		t[c] = true
+	}
+	t['"'] = true
+	t['\\'] = true
+	return t
+}()
+
+var hexVal = func() (t [256]int8) {
+	for i := range t {
+		t[i] = -1
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = int8(c - '0')
+	}
+	for c := 'a'; c <= 'f'; c++ {
+		t[c] = int8(c - 'a' + 10)
+	}
+	for c := 'A'; c <= 'F'; c++ {
+		t[c] = int8(c - 'A' + 10)
+	}
+	return t
+}()
+
+// scanString validates the string whose opening quote is at b[i] and returns
+// the index after its closing quote and whether it holds an escape.
+func scanString(b []byte, i int) (end int, esc bool, e synErr) {
+	j := i + 1
+	for {
+		// Fast loop: 8 bytes at a time while none is special.
+		for j+8 <= len(b) {
+			x := binary.LittleEndian.Uint64(b[j:])
+			if m := hasByte(x, '"') | hasByte(x, '\\') | hasLess(x, 0x20); m != 0 {
+				j += bits.TrailingZeros64(m) >> 3
+				break
+			}
+			j += 8
+		}
+		for j < len(b) && !strClass[b[j]] {
+			j++
+		}
+		if j >= len(b) {
+			return 0, false, synErr{len(b), msgEOF}
+		}
+		switch c := b[j]; {
+		case c == '"':
+			return j + 1, esc, synErr{}
+		case c == '\\':
+			esc = true
+			if j+1 >= len(b) {
+				return 0, false, synErr{len(b), msgEOF}
+			}
+			switch b[j+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				j += 2
+			case 'u':
+				if j+6 > len(b) {
+					return 0, false, synErr{len(b), msgEOF}
+				}
+				if hexVal[b[j+2]]|hexVal[b[j+3]]|hexVal[b[j+4]]|hexVal[b[j+5]] < 0 {
+					return 0, false, synErr{j, msgBadEscape}
+				}
+				j += 6
+			default:
+				return 0, false, synErr{j, msgBadEscape}
+			}
+		default:
+			return 0, false, synErr{j, msgControl}
+		}
+	}
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// scanNumber validates the number starting at b[i].
+func scanNumber(b []byte, i int) (int, synErr) {
+	j := i
+	if j < len(b) && b[j] == '-' {
+		j++
+	}
+	if j >= len(b) {
+		return 0, synErr{j, msgBadNumber}
+	}
+	switch {
+	case b[j] == '0':
+		j++
+	case '1' <= b[j] && b[j] <= '9':
+		j++
+		for j < len(b) && isDigit(b[j]) {
+			j++
+		}
+	default:
+		return 0, synErr{j, msgBadNumber}
+	}
+	if j < len(b) && b[j] == '.' {
+		j++
+		if j >= len(b) || !isDigit(b[j]) {
+			return 0, synErr{j, msgBadNumber}
+		}
+		for j < len(b) && isDigit(b[j]) {
+			j++
+		}
+	}
+	if j < len(b) && (b[j] == 'e' || b[j] == 'E') {
+		j++
+		if j < len(b) && (b[j] == '+' || b[j] == '-') {
+			j++
+		}
+		if j >= len(b) || !isDigit(b[j]) {
+			return 0, synErr{j, msgBadNumber}
+		}
+		for j < len(b) && isDigit(b[j]) {
+			j++
+		}
+	}
+	return j, synErr{}
+}
+
+// scanLiteral checks that b[i:] starts with lit.
+func scanLiteral(b []byte, i int, lit string) (int, synErr) {
+	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
+		return 0, synErr{i, msgBadLiteral}
+	}
+	return i + len(lit), synErr{}
+}
+
+// skipValue validates the value starting at b[i] (no leading whitespace) and
+// returns the index after it. depth is the nesting depth of the value's
+// container; a value that would nest deeper than maxDepth is an error.
+func skipValue(b []byte, i, depth, maxDepth int) (int, synErr) {
+	if i >= len(b) {
+		return 0, synErr{i, msgEOF}
+	}
+	switch c := b[i]; {
+	case c == '"':
+		end, _, e := scanString(b, i)
+		return end, e
+	case c == '{':
+		if depth >= maxDepth {
+			return 0, synErr{i, msgTooDeep}
+		}
+		j := skipWS(b, i+1)
+		if j < len(b) && b[j] == '}' {
+			return j + 1, synErr{}
+		}
+		for {
+			if j >= len(b) {
+				return 0, synErr{j, msgEOF}
+			}
+			if b[j] != '"' {
+				return 0, synErr{j, msgWantKey}
+			}
+			end, _, e := scanString(b, j)
+			if e.msg != "" {
+				return 0, e
+			}
+			j = skipWS(b, end)
+			if j >= len(b) {
+				return 0, synErr{j, msgEOF}
+			}
+			if b[j] != ':' {
+				return 0, synErr{j, msgWantColon}
+			}
+			j = skipWS(b, j+1)
+			j, e = skipValue(b, j, depth+1, maxDepth)
+			if e.msg != "" {
+				return 0, e
+			}
+			j = skipWS(b, j)
+			if j >= len(b) {
+				return 0, synErr{j, msgEOF}
+			}
+			switch b[j] {
+			case ',':
+				j = skipWS(b, j+1)
+			case '}':
+				return j + 1, synErr{}
+			default:
+				return 0, synErr{j, msgWantComma}
+			}
+		}
+	case c == '[':
+		if depth >= maxDepth {
+			return 0, synErr{i, msgTooDeep}
+		}
+		j := skipWS(b, i+1)
+		if j < len(b) && b[j] == ']' {
+			return j + 1, synErr{}
+		}
+		for {
+			var e synErr
+			j, e = skipValue(b, j, depth+1, maxDepth)
+			if e.msg != "" {
+				return 0, e
+			}
+			j = skipWS(b, j)
+			if j >= len(b) {
+				return 0, synErr{j, msgEOF}
+			}
+			switch b[j] {
+			case ',':
+				j = skipWS(b, j+1)
+			case ']':
+				return j + 1, synErr{}
+			default:
+				return 0, synErr{j, msgWantComma}
+			}
+		}
+	case c == '-' || isDigit(c):
+		return scanNumber(b, i)
+	case c == 't':
+		return scanLiteral(b, i, "true")
+	case c == 'f':
+		return scanLiteral(b, i, "false")
+	case c == 'n':
+		return scanLiteral(b, i, "null")
+	default:
+		return 0, synErr{i, msgBadChar}
+	}
+}
+
+// Trusting helpers: they walk bytes that skipValue already accepted, so they
+// check nothing and never fail.
+
+// skipTrusted returns the end of the valid value starting at b[i].
+func skipTrusted(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return endOfString(b, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				j = endOfString(b, j) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return len(b)
+	default:
+		j := i
+		for j < len(b) {
+			switch b[j] {
+			case ',', '}', ']', ' ', '\n', '\r', '\t':
+				return j
+			}
+			j++
+		}
+		return j
+	}
+}
+
+// endOfString returns the index after the closing quote of the valid string
+// that opens at b[i].
+func endOfString(b []byte, i int) int {
+	end, _ := endOfStringEsc(b, i)
+	return end
+}
+
+// endOfStringEsc is endOfString that also reports whether the string holds
+// an escape. It looks at 8 bytes at a time.
+func endOfStringEsc(b []byte, i int) (int, bool) {
+	j := i + 1
+	esc := false
+	for {
+		for j+8 <= len(b) {
+			x := binary.LittleEndian.Uint64(b[j:])
+			if m := hasByte(x, '"') | hasByte(x, '\\'); m != 0 {
+				j += bits.TrailingZeros64(m) >> 3
+				break
+			}
+			j += 8
+		}
+		for j < len(b) && b[j] != '"' && b[j] != '\\' {
+			j++
+		}
+		if j >= len(b) {
+			return len(b), esc
+		}
+		if b[j] == '"' {
+			return j + 1, esc
+		}
+		esc = true
+		j += 2
+	}
+}
+
+const (
+	swarOnes = 0x0101010101010101
+	swarHigh = 0x8080808080808080
+)
+
+// hasByte returns a mask whose lowest set bit is the high bit of the first
+// byte of x (little endian) equal to c; 0 if none. (Bits above the first
+// match may be false positives.)
+func hasByte(x uint64, c byte) uint64 {
+	v := x ^ (swarOnes * uint64(c))
+	return (v - swarOnes) & ^v & swarHigh
+}
+
+// hasLess is hasByte for the bytes below n (n <= 128).
+func hasLess(x uint64, n byte) uint64 {
+	return (x - swarOnes*uint64(n)) & ^x & swarHigh
+}
+
+// objIter walks the members of a valid object. A container value is not
+// skipped when next returns it (ve is -1): the caller may parse it and hand
+// its end to skipTo; otherwise the following next skips it.
+type objIter struct {
+	b    []byte
+	i    int
+	pend int  // start of a container value not yet skipped, or -1
+	kesc bool // the last key holds an escape
+}
+
+// newObjIter starts at the '{' at b[i]; ok is false if b[i] is not '{'
+// (next then returns nothing).
+func newObjIter(b []byte, i int) (objIter, bool) {
+	if i >= len(b) || b[i] != '{' {
+		return objIter{pend: -1}, false
+	}
+	return objIter{b: b, i: i + 1, pend: -1}, true
+}
+
+// next returns the next member: the bounds of the key token (quotes
+// included) and of its value (ve is -1 for an object or array).
+func (it *objIter) next() (ks, ke, vs, ve int, ok bool) {
+	b := it.b
+	if it.pend >= 0 {
+		it.i = skipTrusted(b, it.pend)
+		it.pend = -1
+	}
+	j := skipWS(b, it.i)
+	if j < len(b) && b[j] == ',' {
+		j = skipWS(b, j+1)
+	}
+	if j >= len(b) || b[j] != '"' {
+		it.i = j
+		return 0, 0, 0, 0, false
+	}
+	ks = j
+	ke, it.kesc = endOfStringEsc(b, j)
+	j = skipWS(b, ke)
+	vs = skipWS(b, j+1) // after ':'
+	if c := b[vs]; c == '{' || c == '[' {
+		it.pend = vs
+		it.i = vs
+		return ks, ke, vs, -1, true
+	}
+	ve = scalarEnd(b, vs)
+	it.i = ve
+	return ks, ke, vs, ve, true
+}
+
+// skipTo tells the iterator that the container value it returned last ends
+// at end.
+func (it *objIter) skipTo(end int) {
+	it.pend = -1
+	it.i = end
+}
+
+// end returns the index after the object's '}', once next returned false.
+func (it *objIter) end() int {
+	if it.b == nil {
+		return 0
+	}
+	return it.i + 1
+}
+
+// arrIter walks the elements of a valid array, with objIter's lazy
+// skipping of containers.
+type arrIter struct {
+	b    []byte
+	i    int
+	pend int
+}
+
+func newArrIter(b []byte, i int) (arrIter, bool) {
+	if i >= len(b) || b[i] != '[' {
+		return arrIter{pend: -1}, false
+	}
+	return arrIter{b, i + 1, -1}, true
+}
+
+func (it *arrIter) next() (vs, ve int, ok bool) {
+	b := it.b
+	if it.pend >= 0 {
+		it.i = skipTrusted(b, it.pend)
+		it.pend = -1
+	}
+	j := skipWS(b, it.i)
+	if j < len(b) && b[j] == ',' {
+		j = skipWS(b, j+1)
+	}
+	if j >= len(b) || b[j] == ']' {
+		it.i = j
+		return 0, 0, false
+	}
+	if c := b[j]; c == '{' || c == '[' {
+		it.pend = j
+		it.i = j
+		return j, -1, true
+	}
+	ve = scalarEnd(b, j)
+	it.i = ve
+	return j, ve, true
+}
+
+func (it *arrIter) skipTo(end int) {
+	it.pend = -1
+	it.i = end
+}
+
+func (it *arrIter) end() int {
+	if it.b == nil {
+		return 0
+	}
+	return it.i + 1
+}
+
+// scalarEnd returns the end of the valid string, number or literal at b[i].
+func scalarEnd(b []byte, i int) int {
+	if b[i] == '"' {
+		return endOfString(b, i)
+	}
+	j := i + 1
+	for j < len(b) && !isDelim(b[j]) {
+		j++
+	}
+	return j
+}

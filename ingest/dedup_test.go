@@ -1,0 +1,120 @@
+package ingest
+
+import (
+	"math/rand/v2"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestDedupWindow(t *testing.T) {
+	const w = int64(10 * time.Minute)
+	d := newDedup(w, 1<<20)
+	k := uint64(0xabcdef) | 5<<58
+	require.False(t, d.seen(k, 0))
+	require.True(t, d.seen(k, 1))
+	require.True(t, d.seen(k, w-1))
+	require.False(t, d.seen(k, w), "expired after the window; marked again")
+	require.True(t, d.seen(k, w+1))
+
+	// A full bucket gives its oldest entry to a new event (and counts it).
+	d = newDedup(w, 1<<20)
+	bucketKey := func(i uint64) uint64 { return 5<<58 | i*uint64(d.buckets) | 7 } // same shard, same bucket
+	for i := range uint64(dedupWays) {
+		require.False(t, d.seen(bucketKey(i+1), int64(i)))
+	}
+	require.False(t, d.seen(bucketKey(99), 10))
+	require.False(t, d.seen(bucketKey(1), 11), "the oldest was evicted")
+	require.True(t, d.seen(bucketKey(99), 12))
+	require.True(t, d.seen(bucketKey(4), 13))
+	n, evicted := d.stats()
+	require.Equal(t, dedupWays, n)
+	require.EqualValues(t, 2, evicted)
+	// Expired entries are taken first, without counting an eviction.
+	require.False(t, d.seen(bucketKey(50), w+10))
+	_, evicted = d.stats()
+	require.EqualValues(t, 2, evicted)
+	require.True(t, d.seen(bucketKey(1), w+10), "the youngest (marked at 11) is still there")
+
+	// forget undoes a mark, but not a later one.
+	d = newDedup(w, 1<<20)
+	require.False(t, d.seen(k, 100))
+	d.forget(k, 100)
+	require.False(t, d.seen(k, 200))
+	d.forget(k, 100) // stale: k was marked again at 200
+	require.True(t, d.seen(k, 300))
+}
+
+func TestDedupBounded(t *testing.T) {
+	const maxEntries = 1024
+	d := newDedup(int64(time.Hour), maxEntries)
+	require.Equal(t, maxEntries, d.capacity())
+	require.Equal(t, 1<<20, newDedup(1, 1<<20).capacity())
+	require.Equal(t, 1<<19, newDedup(1, 1<<20-1).capacity(), "rounded down")
+	require.Equal(t, dedupShards*dedupWays, newDedup(1, 1).capacity(), "at least one bucket a shard")
+	r := rand.New(rand.NewPCG(1, 2))
+	var last uint64
+	for i := range 100_000 {
+		last = r.Uint64() | 1
+		require.False(t, d.seen(last, int64(i)))
+		if i%1000 == 0 {
+			require.LessOrEqual(t, d.len(), maxEntries)
+		}
+	}
+	require.LessOrEqual(t, d.len(), maxEntries)
+	require.True(t, d.seen(last, 100_001), "the newest entry is still remembered")
+}
+
+func TestDedupOverHTTP(t *testing.T) {
+	ts := startServer(t, Options{}, nil)
+	// The mod resends the same events (same event_id and timestamp) in new
+	// batches: acknowledged, delivered once.
+	require.Equal(t, okBody, ts.post(t, "/api/v1/events/batch", batch("b1", event("A", 1.5), event("B", 2.5))).body)
+	for i := range 5 {
+		require.Equal(t, okBody, ts.post(t, "/api/v1/events/batch",
+			batch("resend-"+strings.Repeat("x", i), event("A", 1.5), event("B", 2.5), event("C", 3.5))).body)
+	}
+	require.Equal(t, okBody, ts.post(t, "/api/v1/events/batch", batch("b3", event("A", 1.5))).body)
+	require.Equal(t, []string{"A", "B", "C"}, ts.pub.ids())
+	require.Equal(t, 2, ts.pub.batchCount(), "an all-duplicate batch is not published")
+
+	// The same event_id with another timestamp is another event; a single
+	// event is deduplicated like a batch's.
+	require.Equal(t, okBody, ts.post(t, "/api/v1/events", event("A", 9.5)).body)
+	require.Equal(t, okBody, ts.post(t, "/api/v1/events", event("A", 9.5)).body)
+	require.Equal(t, []string{"A", "B", "C", "A"}, ts.pub.ids())
+
+	// Events without event_id are never deduplicated.
+	for range 3 {
+		require.Equal(t, okBody, ts.post(t, "/api/v1/events/batch", batch("n", event("", 1.5), event("", 1.5))).body)
+	}
+	require.Len(t, ts.pub.got(), 4+6)
+	require.Equal(t, float64(16), counterValue(t, ts.reg, "jimbus_ingest_events_deduplicated_total"))
+}
+
+func TestDedupWindowExpiry(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Date(2025, 7, 1, 12, 0, 0, 0, time.UTC).UnixNano())
+	ts := startServer(t, Options{DedupWindow: time.Minute}, nil, func(s *Server) {
+		s.now = func() time.Time { return time.Unix(0, clock.Load()) }
+	})
+	post := func() { require.Equal(t, okBody, ts.post(t, "/api/v1/events/batch", batch("b", event("A", 1))).body) }
+	post()
+	clock.Add(int64(59 * time.Second))
+	post()
+	require.Equal(t, []string{"A"}, ts.pub.ids())
+	clock.Add(int64(2 * time.Second)) // 61s after the first
+	post()
+	require.Equal(t, []string{"A", "A"}, ts.pub.ids())
+}
+
+func TestDedupOff(t *testing.T) {
+	ts := startServer(t, Options{DedupWindow: -1}, nil)
+	for range 3 {
+		require.Equal(t, okBody, ts.post(t, "/api/v1/events", event("A", 1)).body)
+	}
+	require.Equal(t, []string{"A", "A", "A"}, ts.pub.ids())
+}
