@@ -97,6 +97,11 @@ func TestCommandsOverHTTP(t *testing.T) {
 	require.Equal(t, 200, h.code)
 	require.Equal(t, "48", h.header.Get("Content-Length"), "the length a GET would get")
 	require.Equal(t, "select_card:1\nplay_hand\nselect_card:2\nplay_hand\n", poll().body)
+	// What `curl -d` sends: a form type, read by the body's look.
+	form := "application/x-www-form-urlencoded"
+	require.Equal(t, okBody, ts.do(t, "POST", "/api/v1/commands", form, `{"type":"skip_blind"}`).body)
+	require.Equal(t, okBody, ts.do(t, "POST", "/api/v1/commands", form, "go_to_shop").body)
+	require.Equal(t, "skip_blind\ngo_to_shop\n", poll().body)
 
 	for _, tc := range []struct{ ct, body string }{
 		{"application/json", `{"type":"select_card","payload":{"index":-1}}`},
@@ -118,7 +123,7 @@ func TestCommandsOverHTTP(t *testing.T) {
 	require.Equal(t, 503, a.code)
 	require.Equal(t, "1", a.header.Get("Retry-After"))
 	require.Equal(t, "a\nb\nc\nd\n", poll().body)
-	require.Equal(t, float64(9), counterValue(t, ts.reg, "jimbus_commands_served_total"))
+	require.Equal(t, float64(11), counterValue(t, ts.reg, "jimbus_commands_served_total"))
 	require.Equal(t, float64(1), counterValue(t, ts.reg, "jimbus_commands_refused_total"))
 }
 

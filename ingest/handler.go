@@ -20,6 +20,8 @@ import (
 var (
 	ctJSON = []byte("application/json")
 	ctText = []byte("text/plain; charset=utf-8")
+	// mediaForm is what curl -d sends when no Content-Type is given.
+	mediaForm = []byte("application/x-www-form-urlencoded")
 
 	hdrAllow           = []byte("Allow")
 	hdrRetryAfter      = []byte("Retry-After")
@@ -264,6 +266,10 @@ func (s *Server) serveCommands(ctx *fasthttp.RequestCtx) {
 	case len(ct) == 0 || isJSON(ct):
 		asJSON = true
 	case bytes.EqualFold(ct, mediaText):
+	case bytes.EqualFold(ct, mediaForm):
+		// curl -d sends a form type: look at the body instead.
+		b := bytes.TrimSpace(ctx.PostBody())
+		asJSON = len(b) > 0 && (b[0] == '{' || b[0] == '[')
 	default:
 		s.answer(ctx, fasthttp.StatusOK, bodyCmdContentType)
 		return
