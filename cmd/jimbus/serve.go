@@ -1,0 +1,284 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/jimbot/jimbus/coord"
+	"github.com/jimbot/jimbus/grpcout"
+	"github.com/jimbot/jimbus/ingest"
+	"github.com/jimbot/jimbus/ingest/decode"
+)
+
+// config is everything `jimbus serve` reads from flags and environment.
+type config struct {
+	httpAddr, grpcAddr string
+	logFormat          string
+	logLevel           string
+	shutdownTimeout    time.Duration
+
+	maxBody       int
+	publishWait   time.Duration
+	dedupWindow   time.Duration
+	dedupMax      int
+	commandQueue  int
+	maxEvents     int
+	ringShards    int
+	ringSize      int
+	queueSize     int
+	maxBatch      int
+	slowPolicy    string
+	slowBlockWait time.Duration
+	maxSubs       int
+
+	coord coordFlags
+}
+
+func (c *config) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP listen address (BalatroMCP posts to localhost:8080)")
+	fs.StringVar(&c.grpcAddr, "grpc-addr", "127.0.0.1:50051", "gRPC listen address (EventBus, ResourceCoordinator, health, reflection)")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "longest graceful shutdown on SIGTERM/SIGINT")
+	fs.IntVar(&c.maxBody, "max-body", 10<<20, "largest request body in bytes; larger is answered 413")
+	fs.DurationVar(&c.publishWait, "publish-wait", 250*time.Millisecond, "how long a request waits for room in a full pipeline before 503")
+	fs.DurationVar(&c.dedupWindow, "dedup-window", 10*time.Minute, "how long a (source, event_id, timestamp) is remembered to drop resends")
+	fs.IntVar(&c.dedupMax, "dedup-max", 1<<20, "most event ids remembered for deduplication")
+	fs.IntVar(&c.commandQueue, "command-queue", 1024, "most commands waiting for the game's poll")
+	fs.IntVar(&c.maxEvents, "max-batch", 10000, "most events in one batch request")
+	fs.IntVar(&c.ringShards, "ring-shards", 0, "number of ring shards (0: 2 x GOMAXPROCS)")
+	fs.IntVar(&c.ringSize, "ring-size", 4096, "batches each ring shard holds")
+	fs.IntVar(&c.queueSize, "subscriber-queue", 1024, "batches queued per subscriber")
+	fs.IntVar(&c.maxBatch, "send-batch", 256, "most events in one gRPC message to a subscriber")
+	fs.StringVar(&c.slowPolicy, "slow-subscriber", "block", "when a subscriber's queue is full: block, drop-oldest or disconnect")
+	fs.DurationVar(&c.slowBlockWait, "slow-block-timeout", 2*time.Second, "with --slow-subscriber=block, how long to wait before disconnecting it")
+	fs.IntVar(&c.maxSubs, "max-subscribers", 1024, "most concurrent subscribers")
+	c.coord.register(fs)
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("bad --log-level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("bad --log-format %q: want text or json", format)
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("jimbus serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg config
+	cfg.register(fs)
+	fs.Usage = usageWithEnv(fs, "Usage: jimbus [serve] [flags]\n\nRuns the event bus and the resource coordinator.\n\nFlags:\n")
+	if err := parseWithEnv(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "jimbus:", err)
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "jimbus: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	logger, err := newLogger(stderr, cfg.logFormat, cfg.logLevel)
+	if err != nil {
+		fmt.Fprintln(stderr, "jimbus:", err)
+		return 2
+	}
+	s, err := newServer(cfg, logger)
+	if err != nil {
+		logger.Error("cannot start", "err", err)
+		return 1
+	}
+	if err := s.start(ctx); err != nil {
+		logger.Error("cannot start", "err", err)
+		return 1
+	}
+	<-ctx.Done()
+	logger.Info("shutting down", "timeout", cfg.shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+	defer cancel()
+	if err := s.shutdown(sctx); err != nil {
+		logger.Error("unclean shutdown", "err", err)
+		return 1
+	}
+	logger.Info("stopped")
+	return 0
+}
+
+// server is the wired service: coordinator, fan-out, ingest, gRPC.
+type server struct {
+	cfg    config
+	logger *slog.Logger
+	reg    *prometheus.Registry
+
+	coord  *coord.Server // nil with --coord=false
+	bus    *grpcout.Bus
+	ingest *ingest.Server
+	grpc   *grpc.Server
+	health *health.Server
+
+	httpLn, grpcLn net.Listener
+	grpcDone       chan error
+}
+
+func newServer(cfg config, logger *slog.Logger) (*server, error) {
+	s := &server{cfg: cfg, logger: logger, reg: prometheus.NewRegistry(), grpcDone: make(chan error, 1)}
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	if cfg.coord.enabled() {
+		opts, err := cfg.coord.options(logger.With("component", "coord"), s.reg)
+		if err != nil {
+			return nil, err
+		}
+		if s.coord, err = coord.New(opts); err != nil {
+			return nil, fmt.Errorf("cannot create the coordinator: %w", err)
+		}
+	}
+
+	policy, err := grpcout.ParsePolicy(cfg.slowPolicy)
+	if err != nil {
+		return nil, err
+	}
+	s.bus, err = grpcout.New(grpcout.Options{
+		Shards:         cfg.ringShards,
+		RingSize:       cfg.ringSize,
+		QueueSize:      cfg.queueSize,
+		MaxBatchEvents: cfg.maxBatch,
+		SlowPolicy:     policy,
+		BlockTimeout:   cfg.slowBlockWait,
+		MaxSubscribers: cfg.maxSubs,
+		Registerer:     s.reg,
+		Logger:         logger.With("component", "fanout"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot create the fan-out: %w", err)
+	}
+
+	s.ingest, err = ingest.New(ingest.Options{
+		MaxBody:          cfg.maxBody,
+		PublishWait:      cfg.publishWait,
+		DedupWindow:      cfg.dedupWindow,
+		DedupMaxEntries:  cfg.dedupMax,
+		CommandQueueSize: cfg.commandQueue,
+		Version:          version,
+		Registerer:       s.reg,
+		Gatherer:         s.reg,
+		Logger:           logger.With("component", "ingest"),
+		DecodeOptions:    decode.Options{MaxEvents: cfg.maxEvents},
+	}, s.bus)
+	if err != nil {
+		return nil, fmt.Errorf("cannot create the HTTP ingest: %w", err)
+	}
+
+	s.grpc = grpc.NewServer()
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	grpcout.NewService(s.bus, s.ingest, s.ingest.Commands()).Register(s.grpc)
+	if s.coord != nil {
+		s.coord.Register(s.grpc)
+	}
+	return s, nil
+}
+
+// start listens and serves; it starts coordinator -> fan-out -> ingest.
+func (s *server) start(ctx context.Context) error {
+	var err error
+	if s.grpcLn, err = net.Listen("tcp", s.cfg.grpcAddr); err != nil {
+		return fmt.Errorf("cannot listen for gRPC: %w", err)
+	}
+	if s.httpLn, err = net.Listen("tcp", s.cfg.httpAddr); err != nil {
+		s.grpcLn.Close()
+		return fmt.Errorf("cannot listen for HTTP: %w", err)
+	}
+	warnIfExposed(s.logger, s.cfg.httpAddr, s.cfg.grpcAddr)
+	if s.coord != nil {
+		if err := s.coord.Start(ctx); err != nil {
+			return fmt.Errorf("cannot start the coordinator: %w", err)
+		}
+	}
+	if err := s.bus.Start(ctx); err != nil {
+		return fmt.Errorf("cannot start the fan-out: %w", err)
+	}
+	if err := s.ingest.Start(ctx, s.httpLn); err != nil {
+		return fmt.Errorf("cannot start the HTTP ingest: %w", err)
+	}
+	go func() { s.grpcDone <- s.grpc.Serve(s.grpcLn) }()
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus("jimbot.EventBus", healthpb.HealthCheckResponse_SERVING)
+	s.logger.Info("jimbus serving", "version", version, "http", s.httpLn.Addr().String(),
+		"grpc", s.grpcLn.Addr().String(), "coordinator", s.coord != nil)
+	return nil
+}
+
+// shutdown stops in reverse order: ingest first (new requests get 503,
+// in-flight ones finish), then the fan-out drains every ring to the
+// connected subscribers and ends their streams, then gRPC stops, then the
+// coordinator.
+func (s *server) shutdown(ctx context.Context) error {
+	s.health.Shutdown()
+	var errs []error
+	if err := s.ingest.Stop(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("ingest: %w", err))
+	}
+	if err := s.bus.Stop(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("fan-out: %w", err))
+	}
+	stopped := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		s.grpc.Stop()
+		<-stopped
+		errs = append(errs, fmt.Errorf("gRPC: graceful stop: %w", ctx.Err()))
+	}
+	if err := <-s.grpcDone; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		errs = append(errs, fmt.Errorf("gRPC: %w", err))
+	}
+	if s.coord != nil {
+		if err := s.coord.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("coordinator: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// warnIfExposed logs when a listener is reachable beyond this machine while
+// no authentication is configured.
+func warnIfExposed(logger *slog.Logger, addrs ...string) {
+	for _, a := range addrs {
+		host, _, err := net.SplitHostPort(a)
+		if err != nil {
+			continue
+		}
+		ip := net.ParseIP(host)
+		if host == "localhost" || (ip != nil && ip.IsLoopback()) {
+			continue
+		}
+		logger.Warn("listening beyond loopback without authentication: anyone who can reach this address can publish and subscribe",
+			"addr", a, "hint", "bind 127.0.0.1 or put the bus behind a trusted network")
+	}
+}
