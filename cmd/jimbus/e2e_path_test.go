@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -291,6 +292,14 @@ func TestTail(t *testing.T) {
 // TestShutdownDelivers: everything answered ok before SIGTERM reaches the
 // connected subscriber, whose stream then ends cleanly.
 func TestShutdownDelivers(t *testing.T) {
+	// Registered first, so it runs after every other cleanup: the bus and
+	// the test's own clients leave no goroutine behind.
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() {
+		goleak.VerifyNone(t, before,
+			// fasthttp's process-wide Date header clock, started once.
+			goleak.IgnoreTopFunction("github.com/valyala/fasthttp.updateServerDate.func1"))
+	})
 	b := startBus(t)
 	sub := b.subscribe(">")
 	const n = 2000
