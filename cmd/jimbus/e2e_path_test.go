@@ -298,7 +298,7 @@ func TestShutdownDelivers(t *testing.T) {
 	t.Cleanup(func() {
 		goleak.VerifyNone(t, before,
 			// fasthttp's process-wide Date header clock, started once.
-			goleak.IgnoreTopFunction("github.com/valyala/fasthttp.updateServerDate.func1"))
+			goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"))
 	})
 	b := startBus(t)
 	sub := b.subscribe(">")
