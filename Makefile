@@ -10,7 +10,7 @@ PROTOC      ?= protoc
 PROTO_FILES := $(wildcard proto/*.proto)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: all build run test vet fmt-check proto proto-check tools gotest bench bench-ci bench-compare nvml-check docker clean
+.PHONY: all build run test soak-ci vet fmt-check proto proto-check tools gotest bench bench-ci bench-compare nvml-check docker clean
 
 all: build
 
@@ -20,8 +20,15 @@ build:
 run:
 	$(GO) run ./cmd/jimbus serve
 
-## test: vet, formatting, proto freshness and compatibility, race tests.
-test: vet fmt-check proto-check gotest
+## test: vet, formatting, proto freshness and compatibility, race tests,
+## a short run of every fuzzer and a short soak of the real binary.
+test: vet fmt-check proto-check gotest fuzz-ci soak-ci
+
+include reliability.mk
+
+## soak-ci: the soak, bounded for CI (make soak runs 5 minutes).
+soak-ci:
+	$(MAKE) soak SOAK_DURATION=15s
 
 vet:
 	$(GO) vet ./...

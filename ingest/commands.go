@@ -87,6 +87,14 @@ func (c *Commands) EnqueueLine(line string) error {
 }
 
 func (c *Commands) enqueue(lines ...string) error {
+	if len(lines) > len(c.lines) {
+		// It could never fit: a permanent error, not "retry later".
+		if c.refused != nil {
+			c.refused.Add(float64(len(lines)))
+		}
+		return fmt.Errorf("%w: %d commands in one request; the queue holds at most %d (--command-queue)",
+			ErrBadCommand, len(lines), len(c.lines))
+	}
 	c.mu.Lock()
 	if c.n+len(lines) > len(c.lines) {
 		c.mu.Unlock()

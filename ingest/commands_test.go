@@ -65,7 +65,15 @@ func TestCommandsQueue(t *testing.T) {
 		require.NoError(t, c.EnqueueLine("b"))
 		require.Equal(t, "a\nb\n", string(c.Drain(nil)), "round %d", i)
 	}
-	require.ErrorIs(t, c.enqueue("1", "2", "3", "4"), ErrCommandsFull, "all or nothing")
+	require.NoError(t, c.enqueue("1", "2"))
+	require.ErrorIs(t, c.enqueue("3", "4"), ErrCommandsFull, "all or nothing")
+	require.Equal(t, 2, c.Len())
+	c.Drain(nil)
+	// More than the queue can ever hold: a permanent error, not "retry".
+	err = c.enqueue("1", "2", "3", "4")
+	require.ErrorIs(t, err, ErrBadCommand)
+	require.NotErrorIs(t, err, ErrCommandsFull)
+	require.Contains(t, err.Error(), "4 commands in one request; the queue holds at most 3 (--command-queue)")
 	require.Zero(t, c.Len())
 }
 

@@ -6,7 +6,8 @@
 // # Endpoints
 //
 //	POST /api/v1/events          one event (the mod's connection_test)
-//	POST /api/v1/events/batch    {"events":[...]}: nearly all traffic
+//	POST /api/v1/events/batch    {"events":[...]}: nearly all traffic; or, with
+//	                             Content-Type application/x-ndjson, one event a line
 //	POST /api/v1/events/health   the mod's health probe: {"status":"ok"}
 //	GET  /api/v1/commands/poll   pending commands, text/plain, one a line
 //	POST /api/v1/commands        queue commands (JSON or text/plain lines)
@@ -21,6 +22,21 @@
 // with Content-Encoding gzip, deflate, br or zstd (the limit applies to the
 // decoded size). With Options.AuthSecret set, every path but /health needs
 // it (401 otherwise).
+//
+// An NDJSON batch (Content-Type application/x-ndjson, application/ndjson or
+// application/jsonl) holds one event object per line; each line is decoded
+// on its own (decode.KindNDJSON), so a broken line is deadlettered alone and
+// the others are accepted. The single-event endpoint takes JSON only.
+//
+// # Limits
+//
+// Each limit refuses cheaply and says which flag raises it: the body size
+// (Options.MaxBody, 413 from Content-Length before reading, and on the
+// decoded size of a compressed body), events per request, nesting depth and
+// envelope string length (Options.DecodeOptions: the request, or the one
+// event, is answered 200 with the reason and deadlettered), commands queued
+// (Options.CommandQueueSize: 503 with Retry-After while full; a request with
+// more commands than the queue can ever hold is a permanent error, 200).
 //
 // # Status codes
 //

@@ -3,6 +3,7 @@ package ingest
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"net"
@@ -35,6 +36,7 @@ var (
 	bodyNotFound       = errorBody("not found")
 	bodyMethod         = errorBody("method not allowed")
 	bodyContentType    = errorBody("Expected Content-Type: application/json")
+	bodyBatchType      = errorBody("Expected Content-Type: application/json or application/x-ndjson")
 	bodyCmdContentType = errorBody("Expected Content-Type: application/json or text/plain")
 	bodyStopping       = errorBody("jimbus is shutting down; retry later")
 	bodyClosed         = errorBody("event pipeline closed; retry later")
@@ -50,6 +52,7 @@ var (
 	mediaJSON     = []byte("application/json")
 	mediaTextJSON = []byte("text/json")
 	mediaText     = []byte("text/plain")
+	mediaNDJSON   = [...][]byte{[]byte("application/x-ndjson"), []byte("application/ndjson"), []byte("application/jsonl")}
 	suffixJSON    = []byte("+json")
 )
 
@@ -206,9 +209,16 @@ func rejectedAny(res *decode.Result) bool {
 }
 
 func (s *Server) serveEvents(ctx *fasthttp.RequestCtx, kind decode.Kind, start time.Time) {
-	if !isJSON(ctx.Request.Header.ContentType()) {
+	switch ct := ctx.Request.Header.ContentType(); {
+	case kind == decode.KindBatch && isNDJSON(ct):
+		kind = decode.KindNDJSON
+	case !isJSON(ct):
 		s.m.rejected[reasonContentType].Inc()
-		s.answer(ctx, fasthttp.StatusOK, bodyContentType)
+		if kind == decode.KindBatch {
+			s.answer(ctx, fasthttp.StatusOK, bodyBatchType)
+		} else {
+			s.answer(ctx, fasthttp.StatusOK, bodyContentType)
+		}
 		return
 	}
 	body := ctx.PostBody()
@@ -305,7 +315,10 @@ func (s *Server) authorized(ctx *fasthttp.RequestCtx) bool {
 	} else {
 		got = ctx.Request.Header.Peek("X-API-Key")
 	}
-	return len(got) > 0 && subtle.ConstantTimeCompare(got, s.secret) == 1
+	// Comparing digests takes the same time whatever the lengths, so not
+	// even the secret's length leaks.
+	sum := sha256.Sum256(got)
+	return len(got) > 0 && subtle.ConstantTimeCompare(sum[:], s.secretSum[:]) == 1
 }
 
 // onReadError answers requests fasthttp could not read (the handler does
@@ -352,6 +365,19 @@ func isJSON(ct []byte) bool {
 		return true
 	}
 	return len(ct) > len(suffixJSON) && bytes.EqualFold(ct[len(ct)-len(suffixJSON):], suffixJSON)
+}
+
+// isNDJSON reports whether a Content-Type names newline-delimited JSON:
+// application/x-ndjson, application/ndjson or application/jsonl (any
+// parameters).
+func isNDJSON(ct []byte) bool {
+	ct = mediaType(ct)
+	for _, m := range mediaNDJSON {
+		if bytes.EqualFold(ct, m) {
+			return true
+		}
+	}
+	return false
 }
 
 const hexDigits = "0123456789abcdef"

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -115,8 +116,8 @@ type Server struct {
 	bodyFull     []byte
 	bodyTooLarge []byte
 	fullMessage  string
-	secret       []byte // Options.AuthSecret
-	bodyLimit    int    // the largest body accepted: MaxBody-1
+	secretSum    [sha256.Size]byte // SHA-256 of Options.AuthSecret
+	bodyLimit    int               // the largest body accepted: MaxBody-1
 
 	now      func() time.Time // the clock; tests replace it
 	epoch    time.Time        // monotonic origin of the dedup clock
@@ -214,7 +215,7 @@ func New(opts Options, pub route.Publisher) (*Server, error) {
 	s.bodyFull = errorBody(s.fullMessage)
 	s.bodyLimit = opts.MaxBody - 1
 	s.bodyTooLarge = errorBody(fmt.Sprintf("request body of %d bytes or more (--max-body)", opts.MaxBody))
-	s.secret = []byte(opts.AuthSecret)
+	s.secretSum = sha256.Sum256([]byte(opts.AuthSecret))
 	s.handler = s.handle
 
 	s.hs = &fasthttp.Server{

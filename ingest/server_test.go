@@ -139,6 +139,9 @@ func TestContentType(t *testing.T) {
 	require.Len(t, ts.pub.got(), 5)
 	// Also on the batch endpoint.
 	a := ts.do(t, "POST", "/api/v1/events/batch", "text/html", batch("x", heartbeat))
+	require.Equal(t, `{"status":"error","error":"Expected Content-Type: application/json or application/x-ndjson"}`, a.body)
+	// NDJSON only on the batch endpoint.
+	a = ts.do(t, "POST", "/api/v1/events", "application/x-ndjson", heartbeat)
 	require.Equal(t, bad, a.body)
 }
 

@@ -14,7 +14,6 @@ import (
 	jimbotpb "github.com/jimbot/jimbus/proto"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // coordFlags holds the `jimbus serve` flags of the coordinator.
@@ -114,7 +113,7 @@ func (c *coordFlags) options(logger *slog.Logger, reg prometheus.Registerer) (co
 // runCoordCommand runs `jimbus coord status|watch [--addr 127.0.0.1:50051]`: status prints
 // the current allocations as a table, watch follows StreamResourceStatus until interrupted.
 func runCoordCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	const usage = "Usage: jimbus coord status|watch [--addr HOST:PORT] [--timeout D]\n"
+	const usage = "Usage: jimbus coord status|watch [--addr HOST:PORT] [--timeout D] [--auth-token-file F] [--tls-ca F]\n"
 	if len(args) == 0 || (args[0] != "status" && args[0] != "watch") {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -128,13 +127,20 @@ func runCoordCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 	addr := fs.String("addr", defAddr, "gRPC address of a running jimbus (env JIMBUS_GRPC_ADDR)")
 	timeout := fs.Duration("timeout", 5*time.Second, "status: longest wait for the answer")
+	var cf clientFlags
+	cf.register(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
 	}
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	dopts, err := cf.dialOptions()
+	if err != nil {
+		fmt.Fprintln(stderr, "jimbus coord:", err)
+		return 2
+	}
+	conn, err := grpc.NewClient(*addr, dopts...)
 	if err != nil {
 		fmt.Fprintf(stderr, "jimbus coord: cannot connect to %s: %v\n", *addr, err)
 		return 1

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -44,7 +45,9 @@ type config struct {
 	slowBlockWait time.Duration
 	maxSubs       int
 
-	coord coordFlags
+	limits limitFlags
+	sec    securityFlags
+	coord  coordFlags
 }
 
 func (c *config) register(fs *flag.FlagSet) {
@@ -66,6 +69,8 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.slowPolicy, "slow-subscriber", "block", "when a subscriber's queue is full: block, drop-oldest or disconnect")
 	fs.DurationVar(&c.slowBlockWait, "slow-block-timeout", 2*time.Second, "with --slow-subscriber=block, how long to wait before disconnecting it")
 	fs.IntVar(&c.maxSubs, "max-subscribers", 1024, "most concurrent subscribers")
+	c.limits.register(fs)
+	c.sec.register(fs)
 	c.coord.register(fs)
 }
 
@@ -133,6 +138,7 @@ type server struct {
 	logger *slog.Logger
 	reg    *prometheus.Registry
 
+	sec    *security
 	coord  *coord.Server // nil with --coord=false
 	bus    *grpcout.Bus
 	ingest *ingest.Server
@@ -146,6 +152,13 @@ type server struct {
 func newServer(cfg config, logger *slog.Logger) (*server, error) {
 	s := &server{cfg: cfg, logger: logger, reg: prometheus.NewRegistry(), grpcDone: make(chan error, 1)}
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := cfg.validateLimits(); err != nil {
+		return nil, err
+	}
+	var err error
+	if s.sec, err = cfg.sec.load(logger); err != nil {
+		return nil, err
+	}
 
 	if cfg.coord.enabled() {
 		opts, err := cfg.coord.options(logger.With("component", "coord"), s.reg)
@@ -186,13 +199,18 @@ func newServer(cfg config, logger *slog.Logger) (*server, error) {
 		Registerer:       s.reg,
 		Gatherer:         s.reg,
 		Logger:           logger.With("component", "ingest"),
-		DecodeOptions:    decode.Options{MaxEvents: cfg.maxEvents},
+		DecodeOptions:    decode.Options{MaxEvents: cfg.maxEvents, MaxDepth: cfg.limits.maxDepth, MaxStringLen: cfg.limits.maxString},
+		AuthSecret:       string(s.sec.secret),
 	}, s.bus)
 	if err != nil {
 		return nil, fmt.Errorf("cannot create the HTTP ingest: %w", err)
 	}
 
-	s.grpc = grpc.NewServer()
+	gopts, err := grpcServerOptions(s.sec, cfg.limits.maxPatterns, s.reg)
+	if err != nil {
+		return nil, err
+	}
+	s.grpc = grpc.NewServer(gopts...)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
@@ -213,7 +231,10 @@ func (s *server) start(ctx context.Context) error {
 		s.grpcLn.Close()
 		return fmt.Errorf("cannot listen for HTTP: %w", err)
 	}
-	warnIfExposed(s.logger, s.cfg.httpAddr, s.cfg.grpcAddr)
+	if c := httpTLS(s.sec); c != nil {
+		s.httpLn = tls.NewListener(s.httpLn, c)
+	}
+	warnIfExposed(s.logger, s.sec, s.httpLn.Addr().String(), s.grpcLn.Addr().String())
 	if s.coord != nil {
 		if err := s.coord.Start(ctx); err != nil {
 			return fmt.Errorf("cannot start the coordinator: %w", err)
@@ -229,7 +250,8 @@ func (s *server) start(ctx context.Context) error {
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus("jimbot.EventBus", healthpb.HealthCheckResponse_SERVING)
 	s.logger.Info("jimbus serving", "version", version, "http", s.httpLn.Addr().String(),
-		"grpc", s.grpcLn.Addr().String(), "coordinator", s.coord != nil)
+		"grpc", s.grpcLn.Addr().String(), "coordinator", s.coord != nil,
+		"auth", s.sec.secret != nil, "tls", s.sec.tls != nil)
 	return nil
 }
 
@@ -267,8 +289,9 @@ func (s *server) shutdown(ctx context.Context) error {
 }
 
 // warnIfExposed logs when a listener is reachable beyond this machine while
-// no authentication is configured.
-func warnIfExposed(logger *slog.Logger, addrs ...string) {
+// no authentication is configured (and, with authentication, when the
+// secret would cross the network in clear text).
+func warnIfExposed(logger *slog.Logger, sec *security, addrs ...string) {
 	for _, a := range addrs {
 		host, _, err := net.SplitHostPort(a)
 		if err != nil {
@@ -278,7 +301,13 @@ func warnIfExposed(logger *slog.Logger, addrs ...string) {
 		if host == "localhost" || (ip != nil && ip.IsLoopback()) {
 			continue
 		}
-		logger.Warn("listening beyond loopback without authentication: anyone who can reach this address can publish and subscribe",
-			"addr", a, "hint", "bind 127.0.0.1 or put the bus behind a trusted network")
+		switch {
+		case sec.secret == nil:
+			logger.Warn("listening beyond loopback without authentication: anyone who can reach this address can publish and subscribe",
+				"addr", a, "hint", "bind 127.0.0.1, set --auth-token-file, or put the bus behind a trusted network")
+		case sec.tls == nil:
+			logger.Warn("listening beyond loopback with authentication but without TLS: the shared secret crosses the network in clear text",
+				"addr", a, "hint", "set --tls-cert and --tls-key")
+		}
 	}
 }

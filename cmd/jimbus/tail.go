@@ -13,7 +13,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	jimbotpb "github.com/jimbot/jimbus/proto"
@@ -27,6 +26,8 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	addr := fs.String("addr", "127.0.0.1:50051", "gRPC address of the bus")
 	id := fs.String("id", "jimbus-tail", "subscriber id shown in the bus's metrics")
 	count := fs.Int("count", 0, "exit after this many events (0: run until interrupted)")
+	var cf clientFlags
+	cf.register(fs)
 	fs.Usage = usageWithEnv(fs, "Usage: jimbus tail [flags] [PATTERN...]\n\n"+
 		"Prints every event whose topic matches a pattern (default \">\", all) as one JSON line.\n"+
 		"Patterns: dot-separated, '*' is one segment, a trailing '>' one or more.\n\nFlags:\n")
@@ -40,7 +41,12 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(patterns) == 0 {
 		patterns = []string{">"}
 	}
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	dopts, err := cf.dialOptions()
+	if err != nil {
+		fmt.Fprintln(stderr, "jimbus tail:", err)
+		return 2
+	}
+	conn, err := grpc.NewClient(*addr, dopts...)
 	if err != nil {
 		fmt.Fprintln(stderr, "jimbus tail:", err)
 		return 1

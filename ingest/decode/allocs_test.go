@@ -3,6 +3,7 @@
 package decode
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -68,4 +69,9 @@ func TestAllocsDecodeBadInput(t *testing.T) {
 	f(KindEvent, `{"type":"INVALID_TYPE","source":"s","payload":{}}`, false, 1)
 	f(KindEvent, `{invalid_json`, true, 0)
 	f(KindBatch, `{"not_events":[]}`, true, 0)
+	// NDJSON: good lines, a repaired line, a broken line, a long string.
+	good := `{"type":"HEARTBEAT","source":"s","payload":{"uptime":1},"event_id":"a"}`
+	f(KindNDJSON, good+"\n"+good+"\r\n\n"+good, false, 0)
+	f(KindNDJSON, good+"\n"+hb+"\n{\"type\":\"X\",\"payload\":[\"a\"b\"]}\n[1]", false, 2)
+	f(KindNDJSON, `{"type":"HEARTBEAT","source":"`+strings.Repeat("s", DefaultMaxStringLen+1)+`","payload":{}}`, false, 1)
 }

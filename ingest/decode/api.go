@@ -10,8 +10,24 @@ type Options struct {
 	// MaxEvents is the most events one batch body may hold; more is a
 	// whole-request error. Default 10000.
 	MaxEvents int
-	// MaxDepth is the deepest JSON nesting accepted. Default 256.
+	// MaxDepth is the deepest JSON nesting accepted; a deeper event is
+	// rejected ("nesting too deep"), a deeper body as a whole is Fatal.
+	// The scanner stops at the first level too deep, so a body of 10,000
+	// levels costs no more than reading up to that level. Default 256.
 	MaxDepth int
+	// MaxStringLen bounds, in bytes as received (quotes excluded, escapes
+	// counted as written), every string of an event's envelope: the names of
+	// its top-level members, type, subtype, source, event_id, priority, and
+	// the keys and values of headers/metadata (the strings that subscribers
+	// index, log and key deduplication on). An event with a longer one is
+	// rejected to system.deadletter with the reason "string too long:
+	// field `source` has 5000 bytes, at most 4096". The payload (and every
+	// other member, kept in extra_json) is opaque data carried byte-exact
+	// and is bounded only by the body size (ingest.Options.MaxBody), so a
+	// 1 MiB payload string is accepted. A batch_id longer than the limit is
+	// ignored (the events keep no batch id). FromProto applies the same
+	// limit to the same fields. Default 4096.
+	MaxStringLen int
 	// NoTypedView skips the typed oneof view (payload_json is always set).
 	NoTypedView bool
 }
@@ -24,6 +40,14 @@ const (
 	KindEvent Kind = iota
 	// KindBatch is POST /api/v1/events/batch: {"events":[...], ...}.
 	KindBatch
+	// KindNDJSON is POST /api/v1/events/batch with Content-Type
+	// application/x-ndjson: one event object per line (LF or CR LF), blank
+	// lines skipped. Each line is decoded on its own, the tolerant pre-pass
+	// included, so a broken line rejects only itself (to system.deadletter,
+	// with its bytes); Event i of the answer is the i-th non-blank line,
+	// 0-based. More than MaxEvents lines is Fatal; no line at all is an
+	// empty batch, not an error.
+	KindNDJSON
 )
 
 // EventError is why the event at Index (0-based, in the request) was rejected.
@@ -106,13 +130,17 @@ func New(opts Options) *Decoder {
 	if opts.MaxDepth <= 0 {
 		opts.MaxDepth = DefaultMaxDepth
 	}
+	if opts.MaxStringLen <= 0 {
+		opts.MaxStringLen = DefaultMaxStringLen
+	}
 	return &Decoder{opts: opts}
 }
 
 // Defaults of Options.
 const (
-	DefaultMaxEvents = 10000
-	DefaultMaxDepth  = 256
+	DefaultMaxEvents    = 10000
+	DefaultMaxDepth     = 256
+	DefaultMaxStringLen = 4096
 )
 
 // Decode decodes one request body. It copies what it keeps: body may be
@@ -131,6 +159,7 @@ func (d *Decoder) Decode(kind Kind, body []byte, receivedAt int64) *Result {
 		receivedAt: receivedAt,
 		maxDepth:   d.opts.MaxDepth,
 		maxEvents:  d.opts.MaxEvents,
+		maxString:  d.opts.MaxStringLen,
 		typedView:  !d.opts.NoTypedView,
 		buf:        st.orig,
 		members:    st.members[:0],
@@ -143,8 +172,12 @@ func (d *Decoder) Decode(kind Kind, body []byte, receivedAt int64) *Result {
 
 // FromProto normalises events published over gRPC the same way: topic
 // from type (or type_name/subtype), event_id assigned when empty, keys,
-// deadletter for an event without a known type or source. It takes
-// ownership of evs (they are not pooled).
+// deadletter for an event without a known type or source or with an
+// envelope string over MaxStringLen. More than MaxEvents events is Fatal
+// (one deadletter event carries them all, marshalled as an EventBatch). The
+// bus's own fields (bus_sequence, repairs, deadletter_reason, raw) are
+// cleared, never taken from the client. It takes ownership of evs (they are
+// not pooled).
 func (d *Decoder) FromProto(batchID string, evs []*jimbotpb.Event, receivedAt int64) *Result {
 	return d.fromProto(batchID, evs, receivedAt)
 }

@@ -83,7 +83,7 @@ func (p *parser) batch(i int) (end int, fatal string, e synErr) {
 			}
 		case string(key) == "batch_id":
 			ve, e = skipValue(b, vs, 1, p.maxDepth)
-			if e.msg == "" && b[vs] == '"' {
+			if e.msg == "" && b[vs] == '"' && ve-vs-2 <= p.maxString {
 				p.batchID = p.str(vs, ve)
 			}
 		default:
@@ -221,6 +221,10 @@ func (p *parser) fatal(msg string) {
 // per-event recovery, fatal.
 func (p *parser) decode() {
 	st := p.st
+	if p.kind == KindNDJSON {
+		p.ndjson()
+		return
+	}
 	fatal, e := p.parseBody()
 	if e.msg != "" {
 		p.rollback()

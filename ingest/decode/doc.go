@@ -38,6 +38,20 @@
 //     broken ones deadlettered with their raw bytes.
 //  4. Otherwise the whole body is Fatal, deadlettered with its raw bytes.
 //
+// An NDJSON body (KindNDJSON) takes the same steps line by line: one strict
+// pass over all lines; if a line is not valid JSON, the pre-pass is applied
+// to each line on its own (string state never crosses a line) and each line
+// is parsed on its own, a broken one deadlettered with its bytes.
+//
+// # Limits
+//
+// Options bound what one body may cost: MaxEvents (events per body, else
+// Fatal), MaxDepth (nesting: the scanner stops at the first level too deep,
+// so 10,000 levels are refused after reading 256), MaxStringLen (the
+// envelope strings of an event, else that event is deadlettered with
+// "string too long: ..."). The body size is the caller's limit
+// (ingest.Options.MaxBody).
+//
 // The typed oneof view (Options.NoTypedView turns it off) is decoded from the
 // validated payload by trusting walkers that never fail: numbers are parsed as
 // float64 or exact int64 and saturated into their field, numeric strings are

@@ -18,6 +18,7 @@ type parser struct {
 	receivedAt int64
 	maxDepth   int
 	maxEvents  int
+	maxString  int
 	typedView  bool
 	// buf is the body being parsed: st.orig, or st.work after the pre-pass.
 	buf      []byte
@@ -119,6 +120,7 @@ const (
 	whyBadJSON       = "Invalid JSON: "
 	whyTypeNotStr    = "field `type`: invalid type: "
 	whySourceNotStr  = "field `source`: invalid type: "
+	whyTooLong       = "string too long: "
 )
 
 // jsonKind names the JSON type of the value starting with c, for messages.
@@ -200,7 +202,7 @@ func (p *parser) auxString(parts ...string) string {
 // reasonPrefix is the prefix of a per-event reason: the earlier bus's
 // wording, which differs between the two endpoints.
 func (p *parser) reasonPrefix(why string) string {
-	if p.kind == KindBatch {
+	if p.kind != KindEvent {
 		return "Invalid format - "
 	}
 	switch why {
@@ -389,7 +391,16 @@ func (p *parser) build(s, e, idx int, ms []member) {
 	if !hasPayload {
 		payload, hasPayload = get(kData)
 	}
+	var tmp [128]byte
+	long := p.longField(ms, tmp[:0])
 	switch {
+	case len(long) > 0:
+		p.rejectID = "" // it may be the long string
+		if len(source) > p.maxString {
+			source = ""
+		}
+		p.reject(idx, s, e, whyTooLong, bstr(long), 0, "", source) // copied by reject
+		return
 	case !hasType:
 		p.reject(idx, s, e, whyMissingType, "", 0, "", source)
 		return
@@ -540,6 +551,81 @@ func (p *parser) build(s, e, idx int, ms []member) {
 	p.st.batch.Add(ev, topic)
 	p.r.Keys = append(p.r.Keys, key)
 	p.r.Accepted++
+}
+
+// longField checks the envelope strings of an event's members against
+// maxString (see Options.MaxStringLen). It appends to dst the detail of the
+// first one that is too long ("field `source` has 5000 bytes, at most
+// 4096") and returns it; dst unchanged when none is.
+func (p *parser) longField(ms []member, dst []byte) []byte {
+	b, limit := p.buf, p.maxString
+	too := func(what, name string, n int) []byte {
+		dst = append(dst, what...)
+		dst = append(dst, name...)
+		dst = append(dst, " has "...)
+		dst = appendInt(dst, n)
+		dst = append(dst, " bytes, at most "...)
+		return appendInt(dst, limit)
+	}
+	for n := range ms {
+		m := ms[n]
+		if l := m.ke - m.ks - 2; l > limit {
+			return too("a member name", "", l)
+		}
+		var name string
+		switch m.code {
+		case kType:
+			name = "`type`"
+		case kSource:
+			name = "`source`"
+		case kSubtype:
+			name = "`subtype`"
+		case kEventID:
+			name = "`event_id`"
+		case kPriority:
+			name = "`priority`"
+		case kHeaders, kMetadata:
+			if b[m.vs] != '{' {
+				continue
+			}
+			name = "`metadata`"
+			if m.code == kHeaders {
+				name = "`headers`"
+			}
+			it, _ := newObjIter(b, m.vs)
+			for {
+				ks, ke, vs, ve, ok := it.next()
+				if !ok {
+					break
+				}
+				if l := ke - ks - 2; l > limit {
+					return too("a key of field ", name, l)
+				}
+				if ve < 0 {
+					ve = skipTrusted(b, vs)
+					it.skipTo(ve)
+				}
+				l := ve - vs
+				if b[vs] == '"' {
+					l -= 2
+				}
+				if l > limit {
+					return too("a value of field ", name, l)
+				}
+			}
+			continue
+		default:
+			continue
+		}
+		l := m.ve - m.vs
+		if b[m.vs] == '"' {
+			l -= 2
+		}
+		if l > limit {
+			return too("field ", name, l)
+		}
+	}
+	return dst
 }
 
 // appendMember appends the member buf[s:e] ("key" ws : ws value) as

@@ -3,12 +3,17 @@ package decode
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
+
+	jimbotpb "github.com/jimbot/jimbus/proto"
+	"github.com/jimbot/jimbus/route"
 )
 
 // fuzzSeeds are the real bodies plus one per quirk.
@@ -86,11 +91,16 @@ func FuzzDecode(f *testing.F) {
 
 // checkDecode checks the invariants of FuzzDecode on one body.
 func checkDecode(t testing.TB, d *Decoder, body []byte, batch bool) {
+	kind := KindEvent
+	if batch {
+		kind = KindBatch
+	}
+	checkDecodeKind(t, d, body, kind)
+}
+
+// checkDecodeKind checks the invariants of FuzzDecode on one body of kind.
+func checkDecodeKind(t testing.TB, d *Decoder, body []byte, kind Kind) {
 	{
-		kind := KindEvent
-		if batch {
-			kind = KindBatch
-		}
 		r := d.Decode(kind, body, 1)
 		defer func() { r.Batch.Release(); d.ReleaseResult(r) }()
 		b := r.Batch
@@ -167,4 +177,160 @@ func TestMutatedBodies(t *testing.T) {
 		checkDecode(t, d, s, false)
 		checkDecode(t, d, s, true)
 	}
+}
+
+// ndjsonLines is the non-blank lines of body, trimmed, as the decoder
+// splits them.
+func ndjsonLines(body []byte) [][]byte {
+	var out [][]byte
+	for _, l := range bytes.Split(body, []byte("\n")) {
+		if l = bytes.Trim(l, " \t\r\n"); len(l) > 0 {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// FuzzDecodeNDJSON: FuzzDecode's invariants for NDJSON bodies, and: one
+// event per non-blank line, in order; a rejected line carries exactly its
+// bytes; a line that is valid JSON decodes as the same line would on its own
+// (the lines do not affect each other); too many lines is Fatal.
+func FuzzDecodeNDJSON(f *testing.F) {
+	seeds := fuzzSeeds(f)
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	for i := 0; i+2 < len(seeds); i += 3 {
+		f.Add(bytes.Join(seeds[i:i+3], []byte("\n")))
+	}
+	f.Add([]byte("{\"type\":\"HEARTBEAT\",\"source\":\"s\",\"payload\":{\"m\":\"open}}\n{\"type\":\"HEARTBEAT\",\"source\":\"s\",\"payload\":{}}\r\n"))
+	d := New(Options{MaxEvents: 20, MaxDepth: 32, MaxStringLen: 64})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		checkDecodeKind(t, d, body, KindNDJSON)
+		lines := ndjsonLines(body)
+		r := d.Decode(KindNDJSON, body, 1)
+		defer func() { r.Batch.Release(); d.ReleaseResult(r) }()
+		if len(lines) > 20 {
+			if r.Fatal == "" {
+				t.Fatalf("%d lines, not fatal", len(lines))
+			}
+			return
+		}
+		if r.Fatal != "" || r.Batch.Len() != len(lines) {
+			t.Fatalf("%d lines gave %d events, fatal %q", len(lines), r.Batch.Len(), r.Fatal)
+		}
+		for i, ev := range r.Batch.Events {
+			// Whitespace that the pre-pass found inside a string stays.
+			if ev.DeadletterReason != "" && (!bytes.HasPrefix(ev.Raw, lines[i]) || len(bytes.Trim(ev.Raw[len(lines[i]):], " \t\r")) > 0) {
+				t.Fatalf("line %d: raw %q, line %q", i, ev.Raw, lines[i])
+			}
+			if !json.Valid(lines[i]) {
+				continue
+			}
+			one := d.Decode(KindEvent, lines[i], 1)
+			oe := one.Batch.Events[0]
+			// The reasons differ only in their endpoint's wording.
+			if oe.Topic != ev.Topic || !bytes.Equal(oe.PayloadJson, ev.PayloadJson) || oe.Source != ev.Source ||
+				(oe.DeadletterReason == "") != (ev.DeadletterReason == "") {
+				t.Fatalf("line %d %q: %s %q alone, %s %q in NDJSON", i, lines[i], oe.Topic, oe.DeadletterReason, ev.Topic, ev.DeadletterReason)
+			}
+			one.Batch.Release()
+			d.ReleaseResult(one)
+		}
+	})
+}
+
+// protoSeeds are the marshalled EventBatch values that seed FuzzFromProto.
+func protoSeeds() [][]byte {
+	hb := jimbotpb.EventType_EVENT_TYPE_HEARTBEAT
+	batches := []*jimbotpb.EventBatch{
+		{},
+		{BatchId: "b1", Events: []*jimbotpb.Event{{Type: hb, Source: "g", EventId: "a", ClientTimestamp: 1.5, PayloadJson: []byte(`{"uptime":1}`)}}},
+		{Events: []*jimbotpb.Event{{TypeName: "connection_test", Source: "g"}, {TypeName: "SCORING", Subtype: "score_update", Source: "g"},
+			{TypeName: "NOPE", Source: "g"}, {Type: hb}, {Source: "g"}, {Type: jimbotpb.EventType(12345), Source: "g"}}},
+		{Events: []*jimbotpb.Event{{Type: hb, Source: strings.Repeat("s", 65), Metadata: map[string]string{"k": "v"}},
+			{Type: hb, Source: "g", Metadata: map[string]string{strings.Repeat("k", 65): "v"}},
+			{Type: hb, Source: "g", DeadletterReason: "spoofed", Raw: []byte{1}, BusSequence: 7, Repairs: 3, Topic: "system.deadletter"}}},
+		{Events: []*jimbotpb.Event{{Type: hb, Source: "g", Timestamp: math.MaxInt64, ClientTimestamp: math.NaN(), Version: -1}}},
+		{Events: make([]*jimbotpb.Event, 9)},
+	}
+	var out [][]byte
+	for _, b := range batches {
+		for i := range b.Events {
+			if b.Events[i] == nil {
+				b.Events[i] = &jimbotpb.Event{Type: hb, Source: "g"}
+			}
+		}
+		raw, err := proto.Marshal(b)
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, raw)
+	}
+	return out
+}
+
+// FuzzFromProto: the gRPC publish path, from whatever proto.Unmarshal makes
+// of random bytes. It never panics; more than MaxEvents is Fatal with one
+// deadletter; otherwise one event per event sent, each accepted (a known
+// topic, a source within the limits, its key from its own id) or
+// deadlettered with a reason and its bytes; never a client-set bus field.
+func FuzzFromProto(f *testing.F) {
+	for _, s := range protoSeeds() {
+		f.Add(s)
+	}
+	d := New(Options{MaxEvents: 8, MaxStringLen: 64})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var eb jimbotpb.EventBatch
+		if proto.Unmarshal(data, &eb) != nil {
+			return
+		}
+		n := len(eb.Events)
+		ids := make([]string, n)
+		for i, ev := range eb.Events {
+			ids[i] = ev.GetEventId()
+		}
+		r := d.FromProto(eb.BatchId, eb.Events, 1)
+		defer d.ReleaseResult(r)
+		b := r.Batch
+		if b.Len() != len(r.Keys) || b.Len() != len(b.Topics) {
+			t.Fatalf("lengths: %d events, %d keys, %d topics", b.Len(), len(r.Keys), len(b.Topics))
+		}
+		if n > 8 {
+			if r.Fatal == "" || b.Len() != 1 || b.Topics[0] != route.TopicDeadletter || r.Accepted+r.Rejected != 0 {
+				t.Fatalf("%d events: fatal %q, %d out", n, r.Fatal, b.Len())
+			}
+			return
+		}
+		if r.Fatal != "" || b.Len() != n || r.Accepted+r.Rejected != n || len(r.Errors) != r.Rejected {
+			t.Fatalf("%d events: fatal %q, %d out, %d+%d", n, r.Fatal, b.Len(), r.Accepted, r.Rejected)
+		}
+		for i, ev := range b.Events {
+			if ev.Topic != b.Topics[i].String() || ev.EventId == "" || ev.BusSequence != 0 {
+				t.Fatalf("event %d: topic %q/%v id %q seq %d", i, ev.Topic, b.Topics[i], ev.EventId, ev.BusSequence)
+			}
+			dead := b.Topics[i] == route.TopicDeadletter
+			if dead != (ev.DeadletterReason != "") || dead && len(ev.Raw) == 0 || !dead && len(ev.Raw) > 0 {
+				t.Fatalf("event %d: reason %q raw %d on %s", i, ev.DeadletterReason, len(ev.Raw), ev.Topic)
+			}
+			if dead {
+				if r.Keys[i] != 0 {
+					t.Fatalf("deadletter %d keyed", i)
+				}
+				continue
+			}
+			if ev.Source == "" || len(ev.Source) > 64 || len(ev.EventId) > 64 || ev.Repairs != 0 {
+				t.Fatalf("event %d accepted: source %q id %q", i, ev.Source, ev.EventId)
+			}
+			if want, _ := route.TopicOf(ev.Type, ev.Subtype); want != b.Topics[i] {
+				t.Fatalf("event %d: topic %v, type %v/%q gives %v", i, b.Topics[i], ev.Type, ev.Subtype, want)
+			}
+			if (ids[i] != "") != (r.Keys[i] != 0) && ids[i] != "" {
+				t.Fatalf("event %d: id %q key %x", i, ids[i], r.Keys[i])
+			}
+			if _, err := proto.Marshal(ev); err != nil {
+				t.Fatalf("event %d: %v", i, err)
+			}
+		}
+	})
 }

@@ -1,6 +1,8 @@
 package decode
 
 import (
+	"strconv"
+
 	"google.golang.org/protobuf/proto"
 
 	jimbotpb "github.com/jimbot/jimbus/proto"
@@ -14,10 +16,24 @@ func (d *Decoder) fromProto(batchID string, evs []*jimbotpb.Event, receivedAt in
 	b := route.NewBatch(nil)
 	b.ReceivedAt = receivedAt
 	r.Batch = b
+	if len(evs) > d.opts.MaxEvents {
+		// Fatal, as for a body: one deadletter event carries them all.
+		r.Fatal = fatalTooMany + strconv.Itoa(d.opts.MaxEvents)
+		raw, _ := proto.Marshal(&jimbotpb.EventBatch{BatchId: batchID, Events: evs})
+		dl := &jimbotpb.Event{
+			EventId: string(appendNewID(nil)), Timestamp: receivedAt / 1e6, ReceivedAtNs: receivedAt,
+			BatchId: batchID, Topic: route.TopicDeadletter.String(), DeadletterReason: r.Fatal, Raw: raw,
+		}
+		b.Add(dl, route.TopicDeadletter)
+		r.Keys = append(r.Keys, 0)
+		return r
+	}
 	for i, ev := range evs {
 		if ev == nil {
 			ev = &jimbotpb.Event{}
 		}
+		// The bus's own fields are never taken from a client.
+		ev.BusSequence, ev.Repairs, ev.DeadletterReason, ev.Raw = 0, 0, "", nil
 		typ := ev.Type
 		if typ == jimbotpb.EventType_EVENT_TYPE_UNSPECIFIED {
 			typ, _ = route.ParseType(ev.TypeName, ev.Subtype)
@@ -30,6 +46,7 @@ func (d *Decoder) fromProto(batchID string, evs []*jimbotpb.Event, receivedAt in
 		if ev.Timestamp == 0 {
 			ev.Timestamp = receivedAt / 1e6
 		}
+		long := d.longProtoField(ev)
 		key := uint64(0)
 		if ev.EventId != "" {
 			key = Key(ev.Source, ev.EventId, ev.ClientTimestamp)
@@ -38,6 +55,8 @@ func (d *Decoder) fromProto(batchID string, evs []*jimbotpb.Event, receivedAt in
 		}
 		var why string
 		switch {
+		case long != "":
+			why = "Invalid format - " + whyTooLong + long
 		case ev.Source == "":
 			why = "Invalid format - " + whyEmptySource
 		case !known && ev.TypeName == "" && ev.Type == 0:
@@ -52,6 +71,9 @@ func (d *Decoder) fromProto(batchID string, evs []*jimbotpb.Event, receivedAt in
 		if why != "" {
 			raw, _ := proto.Marshal(ev)
 			ev.Raw = raw
+			if len(ev.EventId) > d.opts.MaxStringLen {
+				ev.EventId = string(appendNewID(nil)) // the long one is in raw
+			}
 			ev.DeadletterReason = why
 			ev.Topic = route.TopicDeadletter.String()
 			b.Add(ev, route.TopicDeadletter)
@@ -70,4 +92,30 @@ func (d *Decoder) fromProto(batchID string, evs []*jimbotpb.Event, receivedAt in
 		r.Accepted++
 	}
 	return r
+}
+
+// longProtoField is the detail of the first envelope string of ev longer
+// than MaxStringLen (the fields Options.MaxStringLen names), or "".
+func (d *Decoder) longProtoField(ev *jimbotpb.Event) string {
+	limit := d.opts.MaxStringLen
+	too := func(what string, n int) string {
+		return what + " has " + strconv.Itoa(n) + " bytes, at most " + strconv.Itoa(limit)
+	}
+	for _, f := range [...]struct {
+		name, v string
+	}{{"field `type_name`", ev.TypeName}, {"field `source`", ev.Source}, {"field `subtype`", ev.Subtype},
+		{"field `event_id`", ev.EventId}, {"field `priority`", ev.Priority}} {
+		if len(f.v) > limit {
+			return too(f.name, len(f.v))
+		}
+	}
+	for k, v := range ev.Metadata {
+		if len(k) > limit {
+			return too("a key of field `metadata`", len(k))
+		}
+		if len(v) > limit {
+			return too("a value of field `metadata`", len(v))
+		}
+	}
+	return ""
 }

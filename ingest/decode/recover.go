@@ -97,7 +97,7 @@ func (p *parser) recoverBatch() (found bool, fatal string) {
 		default:
 			ve = looseSkip(b, vs)
 			if string(key) == "batch_id" && vs < len(b) && b[vs] == '"' {
-				if end, _, e := scanString(b, vs); e.msg == "" && end == trimWS(b, vs, ve) {
+				if end, _, e := scanString(b, vs); e.msg == "" && end == trimWS(b, vs, ve) && end-vs-2 <= p.maxString {
 					p.batchID = p.str(vs, end)
 				}
 			}
