@@ -193,8 +193,8 @@ func (s *limitedStream) RecvMsg(m any) error {
 	switch v := m.(type) {
 	case *jimbotpb.SubscribeRequest:
 		req = v
-	case *jimbotpb.SubscribeAckRequest:
-		req = v.GetSubscribe()
+	case interface{ GetSubscribe() *jimbotpb.SubscribeRequest }:
+		req = v.GetSubscribe() // a subscription opened on an acknowledging stream
 	}
 	if req == nil {
 		return nil
