@@ -141,6 +141,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.answer(ctx, fasthttp.StatusMethodNotAllowed, bodyMethod)
 		return
 	}
+	if s.opts.Capture != nil && (ep == epEvents || ep == epBatch || ep == epEventsHealth || ep == epPoll) {
+		s.opts.Capture.Capture(ctx, start)
+	}
 	switch ep {
 	case epEvents:
 		s.serveEvents(ctx, decode.KindEvent, start)

@@ -87,6 +87,17 @@ type Options struct {
 	// cannot send it: use it only where no unmodified game posts. Default:
 	// no authentication.
 	AuthSecret string
+	// Capture, when set, is given every request to the event endpoints and
+	// the command poll (after authentication, before decoding), for
+	// `jimbus --capture`. Default: none.
+	Capture Capturer
+}
+
+// Capturer records requests byte-exact (jimbus --capture writes them in
+// the load tester's capture format). Capture runs on the request path: it
+// must copy what it keeps and must not block for long.
+type Capturer interface {
+	Capture(ctx *fasthttp.RequestCtx, receivedAt time.Time)
 }
 
 // ErrStopped is returned by Start and Serve once Stop was called.

@@ -193,7 +193,9 @@ func (s *limitedStream) RecvMsg(m any) error {
 	switch v := m.(type) {
 	case *jimbotpb.SubscribeRequest:
 		req = v
-	case interface{ GetSubscribe() *jimbotpb.SubscribeRequest }:
+	case interface {
+		GetSubscribe() *jimbotpb.SubscribeRequest
+	}:
 		req = v.GetSubscribe() // a subscription opened on an acknowledging stream
 	}
 	if req == nil {

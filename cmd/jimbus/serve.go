@@ -45,9 +45,10 @@ type config struct {
 	slowBlockWait time.Duration
 	maxSubs       int
 
-	limits limitFlags
-	sec    securityFlags
-	coord  coordFlags
+	limits  limitFlags
+	sec     securityFlags
+	coord   coordFlags
+	capture captureFlags
 }
 
 func (c *config) register(fs *flag.FlagSet) {
@@ -72,6 +73,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	c.limits.register(fs)
 	c.sec.register(fs)
 	c.coord.register(fs)
+	c.capture.register(fs)
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
@@ -145,6 +147,8 @@ type server struct {
 	grpc   *grpc.Server
 	health *health.Server
 
+	capture *capturer // nil without --capture
+
 	httpLn, grpcLn net.Listener
 	grpcDone       chan error
 }
@@ -189,7 +193,10 @@ func newServer(cfg config, logger *slog.Logger) (*server, error) {
 		return nil, fmt.Errorf("cannot create the fan-out: %w", err)
 	}
 
-	s.ingest, err = ingest.New(ingest.Options{
+	if s.capture, err = cfg.capture.open(); err != nil {
+		return nil, err
+	}
+	iopts := ingest.Options{
 		MaxBody:          cfg.maxBody,
 		PublishWait:      cfg.publishWait,
 		DedupWindow:      cfg.dedupWindow,
@@ -201,7 +208,11 @@ func newServer(cfg config, logger *slog.Logger) (*server, error) {
 		Logger:           logger.With("component", "ingest"),
 		DecodeOptions:    decode.Options{MaxEvents: cfg.maxEvents, MaxDepth: cfg.limits.maxDepth, MaxStringLen: cfg.limits.maxString},
 		AuthSecret:       string(s.sec.secret),
-	}, s.bus)
+	}
+	if s.capture != nil {
+		iopts.Capture = s.capture
+	}
+	s.ingest, err = ingest.New(iopts, s.bus)
 	if err != nil {
 		return nil, fmt.Errorf("cannot create the HTTP ingest: %w", err)
 	}
@@ -283,6 +294,11 @@ func (s *server) shutdown(ctx context.Context) error {
 	if s.coord != nil {
 		if err := s.coord.Stop(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("coordinator: %w", err))
+		}
+	}
+	if s.capture != nil {
+		if err := s.capture.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("capture: %w", err))
 		}
 	}
 	return errors.Join(errs...)
