@@ -10,7 +10,7 @@ PROTOC      ?= protoc
 PROTO_FILES := $(wildcard proto/*.proto)
 export PATH := $(BIN):$(PATH)
 
-.PHONY: all build run test soak-ci vet fmt-check proto proto-check tools gotest bench bench-ci bench-compare nvml-check docker clean
+.PHONY: all build run test soak-ci vet fmt-check proto proto-check tools gotest nvml-check docker clean
 
 all: build
 
@@ -22,9 +22,10 @@ run:
 
 ## test: vet, formatting, proto freshness and compatibility, race tests,
 ## a short run of every fuzzer and a short soak of the real binary.
-test: vet fmt-check proto-check gotest fuzz-ci soak-ci
+test: vet fmt-check proto-check gotest fuzz-ci soak-ci bench-ci
 
 include reliability.mk
+include bench.mk
 
 ## soak-ci: the soak, bounded for CI (make soak runs 5 minutes).
 soak-ci:
@@ -67,9 +68,6 @@ proto-check: tools
 		if ! cmp -s $$f proto/$$(basename $$f); then \
 			echo "proto/$$(basename $$f) is stale: run 'make proto' and commit"; exit 1; fi; \
 	done; echo "generated protobuf code is fresh"
-
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 nvml-check:
 	$(GO) run ./cmd/nvmlcheck
