@@ -3,7 +3,6 @@ package grpcout
 import (
 	"context"
 	"errors"
-	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -30,13 +29,14 @@ type CommandQueue interface {
 	Enqueue(cmd *jimbotpb.Command) error
 }
 
-// Service implements the EventBus gRPC service: Subscribe streams from a
-// Bus; PublishEvent, PublishBatch and SendCommand delegate to a Publisher and
-// a CommandQueue.
+// Service implements the EventBus gRPC service: Subscribe and SubscribeAck
+// stream from a Subscriptions backend (a Bus, or another fan-out backend);
+// PublishEvent, PublishBatch and SendCommand delegate to a Publisher and a
+// CommandQueue.
 type Service struct {
 	jimbotpb.UnimplementedEventBusServer
 
-	bus  *Bus
+	subs Subscriptions
 	pub  Publisher
 	cmds CommandQueue
 }
@@ -44,7 +44,17 @@ type Service struct {
 // NewService returns the EventBus service over bus. pub and cmds may be nil:
 // the RPCs that need them then answer codes.Unimplemented.
 func NewService(bus *Bus, pub Publisher, cmds CommandQueue) *Service {
-	return &Service{bus: bus, pub: pub, cmds: cmds}
+	return NewServiceWith(bus, pub, cmds)
+}
+
+// NewServiceWith returns the EventBus service whose subscriber streams are
+// served by subs (a *Bus, or another backend such as package jetstream's).
+// pub and cmds may be nil, as for NewService.
+func NewServiceWith(subs Subscriptions, pub Publisher, cmds CommandQueue) *Service {
+	if subs == nil {
+		panic("BUG: grpcout: NewServiceWith without Subscriptions")
+	}
+	return &Service{subs: subs, pub: pub, cmds: cmds}
 }
 
 // Register registers the service on s (a *grpc.Server).
@@ -53,36 +63,10 @@ func (s *Service) Register(r grpc.ServiceRegistrar) {
 }
 
 // Subscribe streams every event whose topic matches one of the request's
-// patterns (topic_pattern and topic_patterns unioned; none means ">"), several
-// events to a message. The subscription is active once the response headers
-// are sent: a client that waits for them (ClientStream.Header) receives every
-// event published afterwards. max_batch_events lowers the bus's
-// MaxBatchEvents for this stream; 0 or a larger value means MaxBatchEvents.
-// subscriber_id names the stream in logs and metrics (cut to 128 bytes).
+// patterns from the Subscriptions backend (see Bus.Serve for the memory
+// backend); events count as acknowledged once sent.
 func (s *Service) Subscribe(req *jimbotpb.SubscribeRequest, st grpc.ServerStreamingServer[jimbotpb.EventBatch]) error {
-	patterns := req.GetTopicPatterns()
-	if p := req.GetTopicPattern(); p != "" {
-		patterns = append([]string{p}, patterns...)
-	}
-	set, err := route.Compile(patterns...)
-	if err != nil {
-		return status.Errorf(codes.InvalidArgument, "grpcout: cannot subscribe: %v", err)
-	}
-	if set.Empty() {
-		s.bus.log.Warn("grpcout: subscription matches no topic", "subscriber", req.GetSubscriberId(),
-			"patterns", strings.Join(patterns, ","))
-	}
-	sub, err := s.bus.subscribe(req.GetSubscriberId(), set, int(req.GetMaxBatchEvents()))
-	if err != nil {
-		return err
-	}
-	if err := st.SendHeader(nil); err != nil {
-		sub.leave(err)
-		return err
-	}
-	s.bus.log.Info("grpcout: subscriber connected", "subscriber", sub.id, "label", sub.label,
-		"patterns", strings.Join(patterns, ","), "max_batch_events", sub.max)
-	return sub.serve(st)
+	return s.subs.Serve(req, st, nil)
 }
 
 // PublishEvent publishes one event through the Publisher.

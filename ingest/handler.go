@@ -302,6 +302,13 @@ func (s *Server) serveCommands(ctx *fasthttp.RequestCtx) {
 }
 
 func (s *Server) serveHealth(ctx *fasthttp.RequestCtx) {
+	if s.opts.Health != nil {
+		if err := s.opts.Health(); err != nil {
+			body := appendJSONString([]byte(`{"status":"unhealthy","error":"`), []byte(err.Error()))
+			s.answer(ctx, fasthttp.StatusServiceUnavailable, append(body, `"}`...))
+			return
+		}
+	}
 	sc := getScratch()
 	sc.out = append(sc.out[:0], s.healthPrefix...)
 	sc.out = strconv.AppendInt(sc.out, int64(s.now().Sub(processStart).Seconds()), 10)

@@ -91,6 +91,10 @@ type Options struct {
 	// the command poll (after authentication, before decoding), for
 	// `jimbus --capture`. Default: none.
 	Capture Capturer
+	// Health, when set, is asked by GET /health: an error answers 503
+	// {"status":"unhealthy","error":...} (the fan-out backend cannot take
+	// events). Default: always healthy while serving.
+	Health func() error
 }
 
 // Capturer records requests byte-exact (jimbus --capture writes them in

@@ -3,11 +3,13 @@ package ingest
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -117,6 +119,23 @@ func TestHealth(t *testing.T) {
 	check(ts.do(t, "GET", "/health?verbose=true", "", ""))
 	check(ts.do(t, "GET", "/health", "text/plain", "unexpected_body"))
 	check(ts.do(t, "GET", "/health/", "", ""))
+}
+
+func TestHealthOfBackend(t *testing.T) {
+	var down atomic.Bool
+	ts := startServer(t, Options{Health: func() error {
+		if down.Load() {
+			return errors.New("jetstream: not connected")
+		}
+		return nil
+	}}, nil)
+	require.Equal(t, 200, ts.do(t, "GET", "/health", "", "").code)
+	down.Store(true)
+	a := ts.do(t, "GET", "/health", "", "")
+	require.Equal(t, 503, a.code)
+	require.JSONEq(t, `{"status":"unhealthy","error":"jetstream: not connected"}`, a.body)
+	down.Store(false)
+	require.Equal(t, 200, ts.do(t, "GET", "/health", "", "").code)
 }
 
 func TestContentType(t *testing.T) {

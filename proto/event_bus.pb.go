@@ -23,6 +23,67 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// StartPosition is where a subscription starts.
+type StartPosition int32
+
+const (
+	// Resume a durable subscription; otherwise as NEW.
+	StartPosition_START_POSITION_UNSPECIFIED StartPosition = 0
+	// The events published after the subscription is active.
+	StartPosition_START_POSITION_NEW StartPosition = 1
+	// Every event the bus still stores.
+	StartPosition_START_POSITION_FIRST StartPosition = 2
+	// From SubscribeRequest.start_sequence on.
+	StartPosition_START_POSITION_SEQUENCE StartPosition = 3
+	// From SubscribeRequest.start_time_ns on.
+	StartPosition_START_POSITION_TIME StartPosition = 4
+)
+
+// Enum value maps for StartPosition.
+var (
+	StartPosition_name = map[int32]string{
+		0: "START_POSITION_UNSPECIFIED",
+		1: "START_POSITION_NEW",
+		2: "START_POSITION_FIRST",
+		3: "START_POSITION_SEQUENCE",
+		4: "START_POSITION_TIME",
+	}
+	StartPosition_value = map[string]int32{
+		"START_POSITION_UNSPECIFIED": 0,
+		"START_POSITION_NEW":         1,
+		"START_POSITION_FIRST":       2,
+		"START_POSITION_SEQUENCE":    3,
+		"START_POSITION_TIME":        4,
+	}
+)
+
+func (x StartPosition) Enum() *StartPosition {
+	p := new(StartPosition)
+	*p = x
+	return p
+}
+
+func (x StartPosition) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StartPosition) Descriptor() protoreflect.EnumDescriptor {
+	return file_event_bus_proto_enumTypes[0].Descriptor()
+}
+
+func (StartPosition) Type() protoreflect.EnumType {
+	return &file_event_bus_proto_enumTypes[0]
+}
+
+func (x StartPosition) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StartPosition.Descriptor instead.
+func (StartPosition) EnumDescriptor() ([]byte, []int) {
+	return file_event_bus_proto_rawDescGZIP(), []int{0}
+}
+
 type PublishResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Success bool                   `protobuf:"varint,1,opt,name=success,proto3" json:"success,omitempty"`
@@ -108,13 +169,26 @@ type SubscribeRequest struct {
 	// or more segments. topic_pattern and topic_patterns are unioned; with
 	// neither, the subscriber receives every topic.
 	TopicPattern string `protobuf:"bytes,1,opt,name=topic_pattern,json=topicPattern,proto3" json:"topic_pattern,omitempty"`
-	// A name for metrics and logs.
+	// A name for metrics and logs. With a durable backend
+	// (--backend=jetstream) it also names a durable subscription: a stream
+	// that comes back with the same id continues where it was acknowledged.
 	SubscriberId  string   `protobuf:"bytes,2,opt,name=subscriber_id,json=subscriberId,proto3" json:"subscriber_id,omitempty"`
 	TopicPatterns []string `protobuf:"bytes,3,rep,name=topic_patterns,json=topicPatterns,proto3" json:"topic_patterns,omitempty"`
 	// The most events in one EventBatch message; 0 means the server's default.
 	MaxBatchEvents uint32 `protobuf:"varint,4,opt,name=max_batch_events,json=maxBatchEvents,proto3" json:"max_batch_events,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Where the subscription starts. START_POSITION_UNSPECIFIED resumes a
+	// durable subscription (subscriber_id on a durable backend) where it was
+	// left, and otherwise is START_POSITION_NEW. Any other value restarts a
+	// durable subscription there. The memory backend keeps no history and
+	// supports only UNSPECIFIED and NEW.
+	StartPosition StartPosition `protobuf:"varint,5,opt,name=start_position,json=startPosition,proto3,enum=jimbot.StartPosition" json:"start_position,omitempty"`
+	// With START_POSITION_SEQUENCE: the first bus_sequence to deliver.
+	StartSequence uint64 `protobuf:"varint,6,opt,name=start_sequence,json=startSequence,proto3" json:"start_sequence,omitempty"`
+	// With START_POSITION_TIME: deliver the events stored at or after this
+	// time, Unix nanoseconds.
+	StartTimeNs   int64 `protobuf:"varint,7,opt,name=start_time_ns,json=startTimeNs,proto3" json:"start_time_ns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubscribeRequest) Reset() {
@@ -175,6 +249,83 @@ func (x *SubscribeRequest) GetMaxBatchEvents() uint32 {
 	return 0
 }
 
+func (x *SubscribeRequest) GetStartPosition() StartPosition {
+	if x != nil {
+		return x.StartPosition
+	}
+	return StartPosition_START_POSITION_UNSPECIFIED
+}
+
+func (x *SubscribeRequest) GetStartSequence() uint64 {
+	if x != nil {
+		return x.StartSequence
+	}
+	return 0
+}
+
+func (x *SubscribeRequest) GetStartTimeNs() int64 {
+	if x != nil {
+		return x.StartTimeNs
+	}
+	return 0
+}
+
+// SubscribeAckRequest is one message from a SubscribeAck client.
+type SubscribeAckRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The subscription: required in the first message, ignored afterwards.
+	Subscribe *SubscribeRequest `protobuf:"bytes,1,opt,name=subscribe,proto3" json:"subscribe,omitempty"`
+	// Acknowledges every event delivered on this stream whose bus_sequence is
+	// ack_sequence or less (cumulative). 0 acknowledges nothing.
+	AckSequence   uint64 `protobuf:"varint,2,opt,name=ack_sequence,json=ackSequence,proto3" json:"ack_sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubscribeAckRequest) Reset() {
+	*x = SubscribeAckRequest{}
+	mi := &file_event_bus_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubscribeAckRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubscribeAckRequest) ProtoMessage() {}
+
+func (x *SubscribeAckRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_event_bus_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubscribeAckRequest.ProtoReflect.Descriptor instead.
+func (*SubscribeAckRequest) Descriptor() ([]byte, []int) {
+	return file_event_bus_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SubscribeAckRequest) GetSubscribe() *SubscribeRequest {
+	if x != nil {
+		return x.Subscribe
+	}
+	return nil
+}
+
+func (x *SubscribeAckRequest) GetAckSequence() uint64 {
+	if x != nil {
+		return x.AckSequence
+	}
+	return 0
+}
+
 // Command is one command line for the game, such as "select_card:0".
 type Command struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -190,7 +341,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_event_bus_proto_msgTypes[2]
+	mi := &file_event_bus_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -202,7 +353,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_event_bus_proto_msgTypes[2]
+	mi := &file_event_bus_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -215,7 +366,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_event_bus_proto_rawDescGZIP(), []int{2}
+	return file_event_bus_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Command) GetType() string {
@@ -251,20 +402,33 @@ const file_event_bus_proto_rawDesc = "" +
 	"\n" +
 	"duplicates\x18\x04 \x01(\x05R\n" +
 	"duplicates\x12\x1a\n" +
-	"\brejected\x18\x05 \x01(\x05R\brejected\"\xad\x01\n" +
+	"\brejected\x18\x05 \x01(\x05R\brejected\"\xb6\x02\n" +
 	"\x10SubscribeRequest\x12#\n" +
 	"\rtopic_pattern\x18\x01 \x01(\tR\ftopicPattern\x12#\n" +
 	"\rsubscriber_id\x18\x02 \x01(\tR\fsubscriberId\x12%\n" +
 	"\x0etopic_patterns\x18\x03 \x03(\tR\rtopicPatterns\x12(\n" +
-	"\x10max_batch_events\x18\x04 \x01(\rR\x0emaxBatchEvents\"T\n" +
+	"\x10max_batch_events\x18\x04 \x01(\rR\x0emaxBatchEvents\x12<\n" +
+	"\x0estart_position\x18\x05 \x01(\x0e2\x15.jimbot.StartPositionR\rstartPosition\x12%\n" +
+	"\x0estart_sequence\x18\x06 \x01(\x04R\rstartSequence\x12\"\n" +
+	"\rstart_time_ns\x18\a \x01(\x03R\vstartTimeNs\"p\n" +
+	"\x13SubscribeAckRequest\x126\n" +
+	"\tsubscribe\x18\x01 \x01(\v2\x18.jimbot.SubscribeRequestR\tsubscribe\x12!\n" +
+	"\fack_sequence\x18\x02 \x01(\x04R\vackSequence\"T\n" +
 	"\aCommand\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12!\n" +
 	"\fpayload_json\x18\x02 \x01(\fR\vpayloadJson\x12\x12\n" +
-	"\x04line\x18\x03 \x01(\tR\x04line2\xf5\x01\n" +
+	"\x04line\x18\x03 \x01(\tR\x04line*\x97\x01\n" +
+	"\rStartPosition\x12\x1e\n" +
+	"\x1aSTART_POSITION_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12START_POSITION_NEW\x10\x01\x12\x18\n" +
+	"\x14START_POSITION_FIRST\x10\x02\x12\x1b\n" +
+	"\x17START_POSITION_SEQUENCE\x10\x03\x12\x17\n" +
+	"\x13START_POSITION_TIME\x10\x042\xba\x02\n" +
 	"\bEventBus\x126\n" +
 	"\fPublishEvent\x12\r.jimbot.Event\x1a\x17.jimbot.PublishResponse\x12;\n" +
 	"\fPublishBatch\x12\x12.jimbot.EventBatch\x1a\x17.jimbot.PublishResponse\x12;\n" +
-	"\tSubscribe\x12\x18.jimbot.SubscribeRequest\x1a\x12.jimbot.EventBatch0\x01\x127\n" +
+	"\tSubscribe\x12\x18.jimbot.SubscribeRequest\x1a\x12.jimbot.EventBatch0\x01\x12C\n" +
+	"\fSubscribeAck\x12\x1b.jimbot.SubscribeAckRequest\x1a\x12.jimbot.EventBatch(\x010\x01\x127\n" +
 	"\vSendCommand\x12\x0f.jimbot.Command\x1a\x17.jimbot.PublishResponseB)Z'github.com/jimbot/jimbus/proto;jimbotpbb\x06proto3"
 
 var (
@@ -279,28 +443,35 @@ func file_event_bus_proto_rawDescGZIP() []byte {
 	return file_event_bus_proto_rawDescData
 }
 
-var file_event_bus_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_event_bus_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_event_bus_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_event_bus_proto_goTypes = []any{
-	(*PublishResponse)(nil),  // 0: jimbot.PublishResponse
-	(*SubscribeRequest)(nil), // 1: jimbot.SubscribeRequest
-	(*Command)(nil),          // 2: jimbot.Command
-	(*Event)(nil),            // 3: jimbot.Event
-	(*EventBatch)(nil),       // 4: jimbot.EventBatch
+	(StartPosition)(0),          // 0: jimbot.StartPosition
+	(*PublishResponse)(nil),     // 1: jimbot.PublishResponse
+	(*SubscribeRequest)(nil),    // 2: jimbot.SubscribeRequest
+	(*SubscribeAckRequest)(nil), // 3: jimbot.SubscribeAckRequest
+	(*Command)(nil),             // 4: jimbot.Command
+	(*Event)(nil),               // 5: jimbot.Event
+	(*EventBatch)(nil),          // 6: jimbot.EventBatch
 }
 var file_event_bus_proto_depIdxs = []int32{
-	3, // 0: jimbot.EventBus.PublishEvent:input_type -> jimbot.Event
-	4, // 1: jimbot.EventBus.PublishBatch:input_type -> jimbot.EventBatch
-	1, // 2: jimbot.EventBus.Subscribe:input_type -> jimbot.SubscribeRequest
-	2, // 3: jimbot.EventBus.SendCommand:input_type -> jimbot.Command
-	0, // 4: jimbot.EventBus.PublishEvent:output_type -> jimbot.PublishResponse
-	0, // 5: jimbot.EventBus.PublishBatch:output_type -> jimbot.PublishResponse
-	4, // 6: jimbot.EventBus.Subscribe:output_type -> jimbot.EventBatch
-	0, // 7: jimbot.EventBus.SendCommand:output_type -> jimbot.PublishResponse
-	4, // [4:8] is the sub-list for method output_type
-	0, // [0:4] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	0, // 0: jimbot.SubscribeRequest.start_position:type_name -> jimbot.StartPosition
+	2, // 1: jimbot.SubscribeAckRequest.subscribe:type_name -> jimbot.SubscribeRequest
+	5, // 2: jimbot.EventBus.PublishEvent:input_type -> jimbot.Event
+	6, // 3: jimbot.EventBus.PublishBatch:input_type -> jimbot.EventBatch
+	2, // 4: jimbot.EventBus.Subscribe:input_type -> jimbot.SubscribeRequest
+	3, // 5: jimbot.EventBus.SubscribeAck:input_type -> jimbot.SubscribeAckRequest
+	4, // 6: jimbot.EventBus.SendCommand:input_type -> jimbot.Command
+	1, // 7: jimbot.EventBus.PublishEvent:output_type -> jimbot.PublishResponse
+	1, // 8: jimbot.EventBus.PublishBatch:output_type -> jimbot.PublishResponse
+	6, // 9: jimbot.EventBus.Subscribe:output_type -> jimbot.EventBatch
+	6, // 10: jimbot.EventBus.SubscribeAck:output_type -> jimbot.EventBatch
+	1, // 11: jimbot.EventBus.SendCommand:output_type -> jimbot.PublishResponse
+	7, // [7:12] is the sub-list for method output_type
+	2, // [2:7] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_event_bus_proto_init() }
@@ -314,13 +485,14 @@ func file_event_bus_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_event_bus_proto_rawDesc), len(file_event_bus_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   3,
+			NumEnums:      1,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_event_bus_proto_goTypes,
 		DependencyIndexes: file_event_bus_proto_depIdxs,
+		EnumInfos:         file_event_bus_proto_enumTypes,
 		MessageInfos:      file_event_bus_proto_msgTypes,
 	}.Build()
 	File_event_bus_proto = out.File

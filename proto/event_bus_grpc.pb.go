@@ -24,6 +24,7 @@ const (
 	EventBus_PublishEvent_FullMethodName = "/jimbot.EventBus/PublishEvent"
 	EventBus_PublishBatch_FullMethodName = "/jimbot.EventBus/PublishBatch"
 	EventBus_Subscribe_FullMethodName    = "/jimbot.EventBus/Subscribe"
+	EventBus_SubscribeAck_FullMethodName = "/jimbot.EventBus/SubscribeAck"
 	EventBus_SendCommand_FullMethodName  = "/jimbot.EventBus/SendCommand"
 )
 
@@ -38,6 +39,14 @@ type EventBusClient interface {
 	// Subscribe streams every event whose topic matches one of the patterns,
 	// several events to a message.
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[EventBatch], error)
+	// SubscribeAck is Subscribe with acknowledgements: the first message from
+	// the client carries the subscription (subscribe); every later one
+	// acknowledges the events delivered so far up to ack_sequence. With a
+	// durable backend (--backend=jetstream) and a subscriber_id, a subscriber
+	// that reconnects with the same id continues after the last event it
+	// acknowledged; events delivered but not acknowledged are delivered again.
+	// The memory backend accepts acknowledgements and ignores them.
+	SubscribeAck(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SubscribeAckRequest, EventBatch], error)
 	// SendCommand queues a command for the game (GET /api/v1/commands/poll).
 	SendCommand(ctx context.Context, in *Command, opts ...grpc.CallOption) (*PublishResponse, error)
 }
@@ -89,6 +98,19 @@ func (c *eventBusClient) Subscribe(ctx context.Context, in *SubscribeRequest, op
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type EventBus_SubscribeClient = grpc.ServerStreamingClient[EventBatch]
 
+func (c *eventBusClient) SubscribeAck(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SubscribeAckRequest, EventBatch], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &EventBus_ServiceDesc.Streams[1], EventBus_SubscribeAck_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SubscribeAckRequest, EventBatch]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type EventBus_SubscribeAckClient = grpc.BidiStreamingClient[SubscribeAckRequest, EventBatch]
+
 func (c *eventBusClient) SendCommand(ctx context.Context, in *Command, opts ...grpc.CallOption) (*PublishResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(PublishResponse)
@@ -110,6 +132,14 @@ type EventBusServer interface {
 	// Subscribe streams every event whose topic matches one of the patterns,
 	// several events to a message.
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[EventBatch]) error
+	// SubscribeAck is Subscribe with acknowledgements: the first message from
+	// the client carries the subscription (subscribe); every later one
+	// acknowledges the events delivered so far up to ack_sequence. With a
+	// durable backend (--backend=jetstream) and a subscriber_id, a subscriber
+	// that reconnects with the same id continues after the last event it
+	// acknowledged; events delivered but not acknowledged are delivered again.
+	// The memory backend accepts acknowledgements and ignores them.
+	SubscribeAck(grpc.BidiStreamingServer[SubscribeAckRequest, EventBatch]) error
 	// SendCommand queues a command for the game (GET /api/v1/commands/poll).
 	SendCommand(context.Context, *Command) (*PublishResponse, error)
 	mustEmbedUnimplementedEventBusServer()
@@ -130,6 +160,9 @@ func (UnimplementedEventBusServer) PublishBatch(context.Context, *EventBatch) (*
 }
 func (UnimplementedEventBusServer) Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[EventBatch]) error {
 	return status.Error(codes.Unimplemented, "method Subscribe not implemented")
+}
+func (UnimplementedEventBusServer) SubscribeAck(grpc.BidiStreamingServer[SubscribeAckRequest, EventBatch]) error {
+	return status.Error(codes.Unimplemented, "method SubscribeAck not implemented")
 }
 func (UnimplementedEventBusServer) SendCommand(context.Context, *Command) (*PublishResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SendCommand not implemented")
@@ -202,6 +235,13 @@ func _EventBus_Subscribe_Handler(srv interface{}, stream grpc.ServerStream) erro
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type EventBus_SubscribeServer = grpc.ServerStreamingServer[EventBatch]
 
+func _EventBus_SubscribeAck_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(EventBusServer).SubscribeAck(&grpc.GenericServerStream[SubscribeAckRequest, EventBatch]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type EventBus_SubscribeAckServer = grpc.BidiStreamingServer[SubscribeAckRequest, EventBatch]
+
 func _EventBus_SendCommand_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(Command)
 	if err := dec(in); err != nil {
@@ -245,6 +285,12 @@ var EventBus_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Subscribe",
 			Handler:       _EventBus_Subscribe_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "SubscribeAck",
+			Handler:       _EventBus_SubscribeAck_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "event_bus.proto",

@@ -50,6 +50,7 @@ type config struct {
 	sec     securityFlags
 	coord   coordFlags
 	capture captureFlags
+	backend backendFlags
 }
 
 func (c *config) register(fs *flag.FlagSet) {
@@ -76,6 +77,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	c.sec.register(fs)
 	c.coord.register(fs)
 	c.capture.register(fs)
+	c.backend.register(fs)
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
@@ -142,12 +144,14 @@ type server struct {
 	logger *slog.Logger
 	reg    *prometheus.Registry
 
-	sec    *security
-	coord  *coord.Server // nil with --coord=false
-	bus    *grpcout.Bus
-	ingest *ingest.Server
-	grpc   *grpc.Server
-	health *health.Server
+	sec        *security
+	coord      *coord.Server // nil with --coord=false
+	backend    backend
+	bus        *grpcout.Bus // the memory backend's bus; nil with --backend=jetstream
+	stopHealth func()
+	ingest     *ingest.Server
+	grpc       *grpc.Server
+	health     *health.Server
 
 	capture *capturer // nil without --capture
 
@@ -180,7 +184,7 @@ func newServer(cfg config, logger *slog.Logger) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.bus, err = grpcout.New(grpcout.Options{
+	s.backend, err = cfg.backend.build(grpcout.Options{
 		Shards:         cfg.ringShards,
 		RingSize:       cfg.ringSize,
 		QueueSize:      cfg.queueSize,
@@ -188,12 +192,11 @@ func newServer(cfg config, logger *slog.Logger) (*server, error) {
 		SlowPolicy:     policy,
 		BlockTimeout:   cfg.slowBlockWait,
 		MaxSubscribers: cfg.maxSubs,
-		Registerer:     s.reg,
-		Logger:         logger.With("component", "fanout"),
-	})
+	}, s.reg, logger.With("component", "fanout"))
 	if err != nil {
 		return nil, fmt.Errorf("cannot create the fan-out: %w", err)
 	}
+	s.bus = s.backend.memory
 
 	if s.capture, err = cfg.capture.open(); err != nil {
 		return nil, err
@@ -214,7 +217,8 @@ func newServer(cfg config, logger *slog.Logger) (*server, error) {
 	if s.capture != nil {
 		iopts.Capture = s.capture
 	}
-	s.ingest, err = ingest.New(iopts, s.bus)
+	iopts.Health = s.backend.healthy
+	s.ingest, err = ingest.New(iopts, s.backend.publisher)
 	if err != nil {
 		return nil, fmt.Errorf("cannot create the HTTP ingest: %w", err)
 	}
@@ -227,7 +231,7 @@ func newServer(cfg config, logger *slog.Logger) (*server, error) {
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
-	grpcout.NewService(s.bus, s.ingest, s.ingest.Commands()).Register(s.grpc)
+	grpcout.NewServiceWith(s.backend.subs, s.ingest, s.backend.commands(s.ingest.Commands())).Register(s.grpc)
 	if s.coord != nil {
 		s.coord.Register(s.grpc)
 	}
@@ -253,17 +257,17 @@ func (s *server) start(ctx context.Context) error {
 			return fmt.Errorf("cannot start the coordinator: %w", err)
 		}
 	}
-	if err := s.bus.Start(ctx); err != nil {
-		return fmt.Errorf("cannot start the fan-out: %w", err)
+	if err := s.backend.start(ctx); err != nil {
+		return fmt.Errorf("cannot start the fan-out (%s): %w", s.backend.name, err)
 	}
 	if err := s.ingest.Start(ctx, s.httpLn); err != nil {
 		return fmt.Errorf("cannot start the HTTP ingest: %w", err)
 	}
 	go func() { s.grpcDone <- s.grpc.Serve(s.grpcLn) }()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	s.health.SetServingStatus("jimbot.EventBus", healthpb.HealthCheckResponse_SERVING)
+	s.stopHealth = watchHealth(s.health, s.backend.healthy, time.Second, s.logger.With("component", "fanout"), "jimbot.EventBus")
 	s.logger.Info("jimbus serving", "version", version, "http", s.httpLn.Addr().String(),
-		"grpc", s.grpcLn.Addr().String(), "coordinator", s.coord != nil,
+		"grpc", s.grpcLn.Addr().String(), "backend", s.backend.name, "coordinator", s.coord != nil,
 		"auth", s.sec.secret != nil, "tls", s.sec.tls != nil)
 	return nil
 }
@@ -273,12 +277,15 @@ func (s *server) start(ctx context.Context) error {
 // connected subscribers and ends their streams, then gRPC stops, then the
 // coordinator.
 func (s *server) shutdown(ctx context.Context) error {
+	if s.stopHealth != nil {
+		s.stopHealth()
+	}
 	s.health.Shutdown()
 	var errs []error
 	if err := s.ingest.Stop(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("ingest: %w", err))
 	}
-	if err := s.bus.Stop(ctx); err != nil {
+	if err := s.backend.stop(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("fan-out: %w", err))
 	}
 	stopped := make(chan struct{})
