@@ -30,16 +30,6 @@ type Subscriptions interface {
 
 var _ Subscriptions = (*Bus)(nil)
 
-// Patterns returns the topic patterns of req: topic_pattern (when set)
-// followed by topic_patterns.
-func Patterns(req *jimbotpb.SubscribeRequest) []string {
-	patterns := req.GetTopicPatterns()
-	if p := req.GetTopicPattern(); p != "" {
-		patterns = append([]string{p}, patterns...)
-	}
-	return patterns
-}
-
 // Serve implements Subscriptions for the memory backend. It streams every
 // event whose topic matches one of the request's patterns (topic_pattern and
 // topic_patterns unioned; none means ">"), several events to a message. The
@@ -58,7 +48,7 @@ func (b *Bus) Serve(req *jimbotpb.SubscribeRequest, st grpc.ServerStreamingServe
 			"grpcout: the memory backend keeps no history, so it cannot start at %s; "+
 				"subscribe with START_POSITION_NEW, or run jimbus with --backend=jetstream", sp)
 	}
-	patterns := Patterns(req)
+	patterns := route.Patterns(req)
 	set, err := route.Compile(patterns...)
 	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "grpcout: cannot subscribe: %v", err)
@@ -96,6 +86,9 @@ func (s *Service) SubscribeAck(st grpc.BidiStreamingServer[jimbotpb.SubscribeAck
 	req := first.GetSubscribe()
 	if req == nil {
 		return status.Error(codes.InvalidArgument, "grpcout: the first SubscribeAck message must carry subscribe")
+	}
+	if err := s.checkPatterns(req); err != nil {
+		return err
 	}
 	acks := make(chan uint64, 1)
 	if n := first.GetAckSequence(); n > 0 {

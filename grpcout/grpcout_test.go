@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -841,4 +842,30 @@ func TestChurn(t *testing.T) {
 			require.Zero(t, e.bus.Subscribers())
 		})
 	}
+}
+
+// TestPatternLimit: the service refuses a subscription with more patterns
+// than its limit, on Subscribe and SubscribeAck alike.
+func TestPatternLimit(t *testing.T) {
+	e := newEnv(t, Options{}, nil, nil)
+	srv := grpc.NewServer()
+	NewService(e.bus, nil, nil).LimitPatterns(2).Register(srv)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go func() { _ = srv.Serve(lis) }()
+	defer srv.Stop()
+	e.addr = lis.Addr().String()
+	client := jimbotpb.NewEventBusClient(e.dial())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := client.Subscribe(ctx, &jimbotpb.SubscribeRequest{TopicPattern: "a.b", TopicPatterns: []string{"c.d", "e.f"}})
+	require.NoError(t, err)
+	_, err = st.Recv()
+	require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
+	require.Contains(t, err.Error(), "at most 2 (--max-patterns)")
+	ack, err := client.SubscribeAck(ctx)
+	require.NoError(t, err)
+	require.NoError(t, ack.Send(&jimbotpb.SubscribeAckRequest{Subscribe: &jimbotpb.SubscribeRequest{TopicPatterns: []string{"a", "b", "c"}}}))
+	_, err = ack.Recv()
+	require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
 }

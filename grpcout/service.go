@@ -36,9 +36,10 @@ type CommandQueue interface {
 type Service struct {
 	jimbotpb.UnimplementedEventBusServer
 
-	subs Subscriptions
-	pub  Publisher
-	cmds CommandQueue
+	subs        Subscriptions
+	pub         Publisher
+	cmds        CommandQueue
+	maxPatterns int
 }
 
 // NewService returns the EventBus service over bus. pub and cmds may be nil:
@@ -54,7 +55,27 @@ func NewServiceWith(subs Subscriptions, pub Publisher, cmds CommandQueue) *Servi
 	if subs == nil {
 		panic("BUG: grpcout: NewServiceWith without Subscriptions")
 	}
-	return &Service{subs: subs, pub: pub, cmds: cmds}
+	return &Service{subs: subs, pub: pub, cmds: cmds, maxPatterns: route.MaxPatterns}
+}
+
+// LimitPatterns sets the most topic patterns one subscription may list
+// (default and upper bound route.MaxPatterns; the flag --max-patterns);
+// more is refused with codes.InvalidArgument. It returns s.
+func (s *Service) LimitPatterns(n int) *Service {
+	if n > 0 && n < route.MaxPatterns {
+		s.maxPatterns = n
+	}
+	return s
+}
+
+// checkPatterns refuses a subscription with more patterns than the limit,
+// whatever the backend.
+func (s *Service) checkPatterns(req *jimbotpb.SubscribeRequest) error {
+	if n := len(route.Patterns(req)); n > s.maxPatterns {
+		return status.Errorf(codes.InvalidArgument,
+			"grpcout: the subscription lists %d topic patterns; this bus accepts at most %d (--max-patterns)", n, s.maxPatterns)
+	}
+	return nil
 }
 
 // Register registers the service on s (a *grpc.Server).
@@ -66,6 +87,9 @@ func (s *Service) Register(r grpc.ServiceRegistrar) {
 // patterns from the Subscriptions backend (see Bus.Serve for the memory
 // backend); events count as acknowledged once sent.
 func (s *Service) Subscribe(req *jimbotpb.SubscribeRequest, st grpc.ServerStreamingServer[jimbotpb.EventBatch]) error {
+	if err := s.checkPatterns(req); err != nil {
+		return err
+	}
 	return s.subs.Serve(req, st, nil)
 }
 

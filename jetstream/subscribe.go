@@ -79,10 +79,7 @@ type session struct {
 // bus_sequence is the event's sequence in the stream: the same on every
 // instance, increasing in stream order; a redelivered event keeps it.
 func (b *Bus) Serve(req *jimbotpb.SubscribeRequest, st grpc.ServerStreamingServer[jimbotpb.EventBatch], acks <-chan uint64) error {
-	patterns := req.GetTopicPatterns()
-	if p := req.GetTopicPattern(); p != "" {
-		patterns = append([]string{p}, patterns...)
-	}
+	patterns := route.Patterns(req)
 	set, err := route.Compile(patterns...)
 	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "jetstream: cannot subscribe: %v", err)

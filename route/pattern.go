@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	jimbotpb "github.com/jimbot/jimbus/proto"
 )
 
 // Limits on patterns, so that a subscription cannot make matching expensive.
@@ -107,4 +109,14 @@ func Compile(patterns ...string) (Set, error) {
 		}
 	}
 	return s, nil
+}
+
+// Patterns returns the patterns of a subscription: topic_pattern and
+// topic_patterns unioned (none means every topic, as Compile reads it).
+func Patterns(req *jimbotpb.SubscribeRequest) []string {
+	patterns := req.GetTopicPatterns()
+	if p := req.GetTopicPattern(); p != "" {
+		patterns = append([]string{p}, patterns...)
+	}
+	return patterns
 }

@@ -21,8 +21,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-
-	jimbotpb "github.com/jimbot/jimbus/proto"
 )
 
 // securityFlags are the `jimbus serve` flags of authentication and TLS.
@@ -166,74 +164,24 @@ func (a *authChecker) stream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 	return handler(srv, ss)
 }
 
-// patternLimit refuses subscriptions (Subscribe, SubscribeAck) that list
-// more than max patterns, with codes.InvalidArgument.
-type patternLimit struct {
-	max     int
-	refused *prometheus.CounterVec
-}
-
-func (l *patternLimit) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if !strings.HasPrefix(info.FullMethod, "/jimbot.EventBus/") {
-		return handler(srv, ss)
-	}
-	return handler(srv, &limitedStream{ServerStream: ss, l: l})
-}
-
-type limitedStream struct {
-	grpc.ServerStream
-	l *patternLimit
-}
-
-func (s *limitedStream) RecvMsg(m any) error {
-	if err := s.ServerStream.RecvMsg(m); err != nil {
-		return err
-	}
-	var req *jimbotpb.SubscribeRequest
-	switch v := m.(type) {
-	case *jimbotpb.SubscribeRequest:
-		req = v
-	case interface {
-		GetSubscribe() *jimbotpb.SubscribeRequest
-	}:
-		req = v.GetSubscribe() // a subscription opened on an acknowledging stream
-	}
-	if req == nil {
-		return nil
-	}
-	n := len(req.GetTopicPatterns())
-	if req.GetTopicPattern() != "" {
-		n++
-	}
-	if n > s.l.max {
-		s.l.refused.WithLabelValues("too_many_patterns").Inc()
-		return status.Errorf(codes.InvalidArgument, "jimbus: the subscription lists %d topic patterns; this bus accepts at most %d (--max-patterns)", n, s.l.max)
-	}
-	return nil
-}
-
 // grpcServerOptions returns the options of the gRPC server: TLS, and the
-// interceptors of authentication and of the pattern limit.
-func grpcServerOptions(sec *security, maxPatterns int, reg prometheus.Registerer) ([]grpc.ServerOption, error) {
+// interceptors of authentication.
+func grpcServerOptions(sec *security, reg prometheus.Registerer) ([]grpc.ServerOption, error) {
 	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "jimbus_grpc_refused_total",
-		Help: "gRPC calls refused before reaching a service, by reason (unauthenticated, too_many_patterns).",
+		Help: "gRPC calls refused before reaching a service, by reason (unauthenticated).",
 	}, []string{"reason"})
 	if err := reg.Register(refused); err != nil {
 		return nil, fmt.Errorf("cannot register the gRPC metrics: %w", err)
 	}
-	refused.WithLabelValues("too_many_patterns")
 	var opts []grpc.ServerOption
 	if sec.tls != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(sec.tls.Clone())))
 	}
-	limit := &patternLimit{max: maxPatterns, refused: refused}
 	if sec.secret != nil {
 		a := &authChecker{sum: sha256.Sum256(sec.secret), refused: refused}
 		refused.WithLabelValues("unauthenticated")
-		opts = append(opts, grpc.ChainUnaryInterceptor(a.unary), grpc.ChainStreamInterceptor(a.stream, limit.stream))
-	} else {
-		opts = append(opts, grpc.ChainStreamInterceptor(limit.stream))
+		opts = append(opts, grpc.ChainUnaryInterceptor(a.unary), grpc.ChainStreamInterceptor(a.stream))
 	}
 	return opts, nil
 }

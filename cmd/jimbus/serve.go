@@ -223,7 +223,7 @@ func newServer(cfg config, logger *slog.Logger) (*server, error) {
 		return nil, fmt.Errorf("cannot create the HTTP ingest: %w", err)
 	}
 
-	gopts, err := grpcServerOptions(s.sec, cfg.limits.maxPatterns, s.reg)
+	gopts, err := grpcServerOptions(s.sec, s.reg)
 	if err != nil {
 		return nil, err
 	}
@@ -231,7 +231,8 @@ func newServer(cfg config, logger *slog.Logger) (*server, error) {
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
-	grpcout.NewServiceWith(s.backend.subs, s.ingest, s.backend.commands(s.ingest.Commands())).Register(s.grpc)
+	grpcout.NewServiceWith(s.backend.subs, s.ingest, s.backend.commands(s.ingest.Commands())).
+		LimitPatterns(cfg.limits.maxPatterns).Register(s.grpc)
 	if s.coord != nil {
 		s.coord.Register(s.grpc)
 	}
