@@ -291,3 +291,22 @@ func parseCommands(body []byte, asJSON bool) ([]string, error) {
 	}
 	return lines, nil
 }
+
+// CommandQueue takes commands for the game (grpcout's SendCommand uses
+// the same interface).
+type CommandQueue interface {
+	Enqueue(cmd *jimbotpb.Command) error
+}
+
+// RelayCommands sends the commands posted to POST /api/v1/commands through
+// q (one Command per line) instead of straight into Commands(): a backend
+// that relays commands to every instance of a cluster (jetstream) passes
+// them back into each instance's Commands(). Call it before Start.
+func (s *Server) RelayCommands(q CommandQueue) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.listeners) > 0 {
+		panic("BUG: ingest: RelayCommands after Start")
+	}
+	s.relay = q
+}

@@ -13,8 +13,11 @@ import (
 	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/jimbot/jimbus/ingest/decode"
+	jimbotpb "github.com/jimbot/jimbus/proto"
 	"github.com/jimbot/jimbus/route"
 )
 
@@ -289,13 +292,23 @@ func (s *Server) serveCommands(ctx *fasthttp.RequestCtx) {
 	}
 	lines, err := parseCommands(ctx.PostBody(), asJSON)
 	if err == nil {
-		err = s.cmds.enqueue(lines...)
+		if s.relay != nil {
+			for _, l := range lines {
+				if err = s.relay.Enqueue(&jimbotpb.Command{Line: l}); err != nil {
+					break
+				}
+			}
+		} else {
+			err = s.cmds.enqueue(lines...)
+		}
 	}
 	switch {
 	case err == nil:
 		s.answer(ctx, fasthttp.StatusOK, bodyOK)
 	case errors.Is(err, ErrCommandsFull):
 		s.answerRetry(ctx, bodyCmdFull)
+	case status.Code(err) == codes.Unavailable:
+		s.answerRetry(ctx, errorBody(err.Error()))
 	default:
 		s.answer(ctx, fasthttp.StatusOK, errorBody(err.Error()))
 	}

@@ -113,14 +113,15 @@ var processStart = time.Now()
 
 // Server is the HTTP ingress. See the package doc.
 type Server struct {
-	opts Options
-	pub  route.Publisher
-	dec  *decode.Decoder
-	dd   *dedup // nil when deduplication is off
-	cmds *Commands
-	m    *metrics
-	log  *slog.Logger
-	hs   *fasthttp.Server
+	opts  Options
+	pub   route.Publisher
+	dec   *decode.Decoder
+	dd    *dedup // nil when deduplication is off
+	cmds  *Commands
+	relay CommandQueue // nil: POST /api/v1/commands fills cmds directly
+	m     *metrics
+	log   *slog.Logger
+	hs    *fasthttp.Server
 
 	metricsHandler fasthttp.RequestHandler // nil without a Gatherer
 	handler        fasthttp.RequestHandler

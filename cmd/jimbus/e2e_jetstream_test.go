@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net"
 	"testing"
 	"time"
 
@@ -46,4 +47,38 @@ func TestServeJetStreamEmbedded(t *testing.T) {
 	m, err = st.Recv()
 	require.NoError(t, err)
 	require.Equal(t, "e1", m.GetEvents()[0].GetEventId())
+}
+
+// TestTwoInstancesOneBus: two jimbus processes' worth of wiring share one
+// embedded JetStream: an event posted to A reaches a subscriber of B, and
+// a command posted over HTTP to A is served by B's poll (every game polls
+// its own localhost).
+func TestTwoInstancesOneBus(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	natsAddr := ln.Addr().String()
+	ln.Close()
+	a := startBus(t, "--backend=jetstream", "--nats-embedded", "--nats-store", t.TempDir(), "--nats-listen", natsAddr)
+	b := startBus(t, "--backend=jetstream", "--nats-url", "nats://"+natsAddr)
+
+	conn, err := grpc.NewClient(b.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := jimbotpb.NewEventBusClient(conn).Subscribe(ctx, &jimbotpb.SubscribeRequest{TopicPattern: "game.>"})
+	require.NoError(t, err)
+	_, err = st.Header() // the subscription is live
+	require.NoError(t, err)
+
+	a.ok("/api/v1/events/batch", `{"events":[{"type":"MONEY_CHANGED","source":"s","event_id":"x1","payload":{"new_value":3}}]}`)
+	m, err := st.Recv()
+	require.NoError(t, err)
+	require.Equal(t, "x1", m.GetEvents()[0].GetEventId())
+
+	a.ok("/api/v1/commands", `{"type":"select_card","payload":{"index":2}}`)
+	require.Eventually(t, func() bool {
+		_, body := b.do("GET", "/api/v1/commands/poll", "", "")
+		return body == "select_card:2\n"
+	}, 5*time.Second, 20*time.Millisecond)
 }

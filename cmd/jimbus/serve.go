@@ -231,7 +231,14 @@ func newServer(cfg config, logger *slog.Logger) (*server, error) {
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
-	grpcout.NewServiceWith(s.backend.subs, s.ingest, s.backend.commands(s.ingest.Commands())).
+	// Commands from gRPC and from POST /api/v1/commands take the same way:
+	// straight into the queue the game polls, or (jetstream) through the
+	// cluster into every instance's queue.
+	cmds := s.backend.commands(s.ingest.Commands())
+	if cmds != grpcout.CommandQueue(s.ingest.Commands()) {
+		s.ingest.RelayCommands(cmds)
+	}
+	grpcout.NewServiceWith(s.backend.subs, s.ingest, cmds).
 		LimitPatterns(cfg.limits.maxPatterns).Register(s.grpc)
 	if s.coord != nil {
 		s.coord.Register(s.grpc)
