@@ -118,3 +118,42 @@ func TestDedupOff(t *testing.T) {
 	}
 	require.Equal(t, []string{"A", "A", "A"}, ts.pub.ids())
 }
+
+// TestDedupSeenBatch: seenBatch answers as seen called on each key in turn,
+// duplicates within the batch, zero keys and full buckets included.
+func TestDedupSeenBatch(t *testing.T) {
+	const w = int64(time.Minute)
+	a, b := newDedup(w, 1<<12), newDedup(w, 1<<12)
+	r := rand.New(rand.NewPCG(3, 4))
+	var pool []uint64
+	for round := range 2000 {
+		n := r.IntN(seenBatchMax + 1)
+		keys := make([]uint64, n)
+		for i := range keys {
+			switch x := r.IntN(10); {
+			case x == 0:
+				keys[i] = 0
+			case x < 4 && len(pool) > 0:
+				keys[i] = pool[r.IntN(len(pool))] // seen before, or earlier in this batch
+			case x < 6:
+				keys[i] = r.Uint64()&^(1<<12-1) | 5 // crowd one bucket of each shard
+			default:
+				keys[i] = r.Uint64() | 1
+			}
+			if keys[i] != 0 {
+				pool = append(pool, keys[i])
+			}
+		}
+		now := int64(round) * (w / 500)
+		var dup [seenBatchMax]bool
+		a.seenBatch(keys, now, &dup)
+		for i, k := range keys {
+			want := k != 0 && b.seen(k, now)
+			require.Equal(t, want, dup[i], "round %d key %d", round, i)
+		}
+	}
+	na, ea := a.stats()
+	nb, eb := b.stats()
+	require.Equal(t, nb, na)
+	require.Equal(t, eb, ea)
+}

@@ -69,7 +69,11 @@
 // a key (a hash of source, event_id and client timestamp; events without an
 // event_id get none and are never dropped) is checked and marked in a window
 // of Options.DedupWindow: a table sharded by hash, one mutex per shard, each
-// shard set-associative (buckets of 4 entries, one cache line). A duplicate
+// shard set-associative (buckets of 4 entries, one cache line). A request's
+// keys are checked together: their buckets are read first, so that their
+// cache misses overlap, then each shard's mutex is taken once for all the
+// keys it holds, in request order (a key twice in one request is a
+// duplicate the second time). A duplicate
 // is acknowledged (the answer is ok) but removed from the batch, so it is
 // delivered once. The window holds at most Options.DedupMaxEntries entries;
 // once full, a new event takes the place of the oldest entry of its bucket,

@@ -97,18 +97,25 @@ func (s *Server) removeResends(res *decode.Result, now int64) int {
 	if len(keys) < len(evs) {
 		panic("BUG: ingest: decoder returned fewer keys than events")
 	}
+	s.dd.prefetch(keys[:len(evs)])
 	n := 0
-	for i := range evs {
-		k := keys[i]
-		if k != 0 && s.dd.seen(k, now) {
-			continue
+	var dup [seenBatchMax]bool
+	for off := 0; off < len(evs); off += seenBatchMax {
+		// Checked before the loop below moves anything: it moves only
+		// events before i.
+		end := min(off+seenBatchMax, len(evs))
+		s.dd.seenBatch(keys[off:end], now, &dup)
+		for i := off; i < end; i++ {
+			if dup[i-off] {
+				continue
+			}
+			if i != n {
+				evs[n], evs[i] = evs[i], evs[n]
+				topics[n], topics[i] = topics[i], topics[n]
+				keys[n], keys[i] = keys[i], keys[n]
+			}
+			n++
 		}
-		if i != n {
-			evs[n], evs[i] = evs[i], evs[n]
-			topics[n], topics[i] = topics[i], topics[n]
-			keys[n], keys[i] = keys[i], keys[n]
-		}
-		n++
 	}
 	dups := len(evs) - n
 	if dups > 0 {

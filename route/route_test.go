@@ -1,6 +1,7 @@
 package route
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -182,4 +183,44 @@ func TestBatchRefs(t *testing.T) {
 	require.Equal(t, 0, b.Len())
 	b.Release()
 	require.Equal(t, 2, freed)
+}
+
+// TestParseTypeTable: the hashed table answers as the maps it is built from.
+func TestParseTypeTable(t *testing.T) {
+	for name, v := range typeValues {
+		for _, n := range []string{name, strings.ToLower(name)} {
+			got, ok := ParseType(n, "")
+			want := v
+			if a, isAlias := typeAliases[name]; isAlias {
+				want = a
+			}
+			if name == "LEARNING_DECISION" {
+				want = jimbotpb.EventType_EVENT_TYPE_LEARNING_DECISION_REQUEST
+			}
+			require.True(t, ok, n)
+			require.Equal(t, want, got, n)
+		}
+	}
+	for name, v := range typeAliases {
+		got, ok := ParseType(name, "")
+		require.True(t, ok, name)
+		require.Equal(t, v, got, name)
+	}
+	for _, n := range []string{"", "x", "HEARTBEAT ", "HEARTBEATS", "EVENT_TYPE_HEARTBEAT", "UNSPECIFIED", strings.Repeat("A", 65)} {
+		_, ok := ParseType(n, "")
+		require.False(t, ok, n)
+	}
+	got, ok := ParseType("learning_decision", "response")
+	require.True(t, ok)
+	require.Equal(t, jimbotpb.EventType_EVENT_TYPE_LEARNING_DECISION_RESPONSE, got)
+	for v := range jimbotpb.EventType_name {
+		id, ok := TopicOf(jimbotpb.EventType(v), "")
+		wid, wok := byType[jimbotpb.EventType(v)]
+		require.Equal(t, wok, ok, v)
+		require.Equal(t, wid, id, v)
+	}
+	for _, v := range []int32{-1, 1000, 255, 256} {
+		_, ok := TopicOf(jimbotpb.EventType(v), "")
+		require.False(t, ok, v)
+	}
 }

@@ -85,6 +85,7 @@ type Result struct {
 
 	kind    Kind
 	reasons []byte // the bytes of Fatal and of Errors[i].Reason
+	pooled  keptMark
 }
 
 // AppendError appends the answer's error text to dst: "" when nothing was
@@ -163,6 +164,7 @@ func (d *Decoder) Decode(kind Kind, body []byte, receivedAt int64) *Result {
 		typedView:  !d.opts.NoTypedView,
 		buf:        st.orig,
 		members:    st.members[:0],
+		envNext:    envOrder,
 	}
 	p.decode()
 	st.members = p.members[:0]

@@ -27,7 +27,8 @@
 //     grammar, UTF-8 not checked: invalid UTF-8 is accepted and replaced by
 //     U+FFFD only where it lands in a proto string field, which must be
 //     valid UTF-8 for the subscribers' marshalling). It validates and
-//     extracts in one pass: member positions, never copies.
+//     extracts in one pass: member positions, never copies. The typed view
+//     is read in that same pass (see below).
 //  2. Only if that fails: the tolerant pre-pass (Prepass), which knows string
 //     state and rewrites BalatroMCP's bare nan/inf/-inf (and the glibc/MSVC
 //     spellings) outside strings to null and raw control bytes inside strings
@@ -52,11 +53,23 @@
 // "string too long: ..."). The body size is the caller's limit
 // (ingest.Options.MaxBody).
 //
-// The typed oneof view (Options.NoTypedView turns it off) is decoded from the
-// validated payload by trusting walkers that never fail: numbers are parsed as
-// float64 or exact int64 and saturated into their field, numeric strings are
-// numbers, {} is an empty list, card ids keep their printed text.
-//
+// The typed oneof view (Options.NoTypedView turns it off) never rejects an
+// event: numbers are parsed as float64 or exact int64 and saturated into
+// their field, numeric strings are numbers, {} is an empty list, card ids
+// keep their printed text, a value of the wrong JSON type is ignored. It is
+// read in the scanner's pass: when an event's "type" comes before its
+// payload (as BalatroMCP writes events), the payload is validated by the
+// typed walker of that type instead of the plain scanner; the walkers check
+// exactly what the scanner checks, with the same errors at the same offsets,
+// so a body is accepted or refused alike with the view on or off. Otherwise
+// (the type after the payload, a later duplicate "type", LEARNING_DECISION,
+// whose subtype decides) the validated payload is walked again. The walkers
+// predict each object's next key from the order BalatroMCP writes them in,
+// compare it as one token ("key": in one to three words), and walk the
+// members that come as predicted (string or number values, no whitespace)
+// in a straight line; anything else takes the general path, which gives the
+// same result.
+
 // # Allocation
 //
 // Once the pools are warm, decoding allocates nothing, whatever the body:
@@ -65,42 +78,45 @@
 // exceptions are rare by design: an event with headers/metadata gets a new
 // map, FromProto allocates (its events are not pooled), and a reason that
 // quotes a type longer than 200 bytes. A batch state grown by an exceptional
-// request (over 4 MiB of buffers or 4096 events) is not pooled again.
-// sync.Pool drops idle states at each GC; refilling it is amortised over
-// many batches (benchmarks show it as 0-4 B/op, 0 allocs/op).
+// request (over 4 MiB of buffers or 4096 events) is not pooled again. The
+// pools are sync.Pools (per P: the state freed last, warm in cache, is used
+// next) that also keep their first 64 batch states and results out of the
+// garbage collector's reach: after a GC empties the sync.Pool, decoding
+// takes those again instead of growing new ones (TestPoolSurvivesGC).
 //
 // # Why a hand-written scanner, and where sonic fits
 //
 // The project chose github.com/bytedance/sonic. It was measured on the places
 // where it could earn its keep (decode_timing_test.go; AMD EPYC, 2 cores
-// shared with other work, Go 1.26.8, best of 8 runs of
-// go test -run X -bench 'Decode|Validate|TypedGameState' -benchtime=300ms -count 8 ./ingest/decode/):
+// shared with other work, Go 1.26.8, medians of 5 runs of
+// go test -run '^$' -bench . -count 5 ./ingest/decode/, 2026-11-27):
 //
 //	validity check alone, synthetic 50-event batch (23 KB):
-//	  this scanner 20.7 us (1.12 GB/s); sonic.Valid 22.3 us (1.04 GB/s; in
-//	  another run 18.2 us against 20.0: the two are within 10%); a trusting
-//	  walk of the same bytes 17.6 us; encoding/json.Valid 84.8 us
+//	  this scanner 22.1 us (1.05 GB/s); sonic.Valid 18.5 us (1.26 GB/s); a
+//	  trusting walk of the same bytes 17.1 us; encoding/json.Valid 78 us
 //	whole decode of that batch (one core):
-//	  this package 61.3 us = 0.82 M events/s with typed views, 32.0 us =
-//	  1.56 M events/s without, 0 allocs; sonic.Unmarshal into a plain struct
+//	  this package 34.9 us = 1.43 M events/s with typed views, 28.4 us =
+//	  1.76 M events/s without, 0 allocs; sonic.Unmarshal into a plain struct
 //	  (type, source, event_id, timestamp, NoCopyRawMessage payload: no
-//	  validation of the events, no extras, no protobuf) 38.2 us = 1.31 M/s,
-//	  24.9 KB in 2 allocs; encoding/json into the same struct 180 us, 158 allocs
+//	  validation of the events, no extras, no protobuf) 40.4 us = 1.24 M/s,
+//	  24.2 KB in 2 allocs; encoding/json into the same struct 190 us, 158
+//	  allocs
 //	real batch request_batch_state_change.json (11 KB, 6 events):
-//	  27.4 us with typed views, 11.5 us without; sonic struct 16.3 us;
-//	  encoding/json 74.8 us
+//	  11.5 us with typed views, 11.1 us without; sonic struct 16.8 us;
+//	  encoding/json 79.8 us
 //	typed view of one GAME_STATE payload (8.6 KB, 65 cards):
-//	  this walker 14.0 us, 0 allocs; sonic into a plain struct 29.9 us,
-//	  9.6 KB in 2 allocs; encoding/json 103.5 us, 338 allocs
+//	  this walker, which validates the payload as it goes, 8.1 us, 0 allocs;
+//	  sonic into a plain struct 28.7 us, 9.3 KB in 2 allocs; encoding/json
+//	  99 us, 338 allocs
 //
-// So sonic.Valid is no faster than the scanner at validating (within 10%
-// either way), while the decoder needs the position of every member anyway
-// (payload byte-exact, extra_json, raw bytes of rejected events), and a
-// second, trusting pass costs at least 17.6 us: sonic.Valid plus extraction
-// would be about 1.9 times the single validating pass. sonic's struct
-// decoding cannot keep unknown keys byte-exact, gives up on the mod's
-// invalid tokens and on {} where a list is declared, allocates, and for the
-// typed view is half as fast as the walker here. So the decoder does not use
-// sonic at all; the benchmarks keep it as the baseline, so that the choice
-// can be revisited with each sonic release.
+// So sonic.Valid is not much faster than the scanner at validating, while
+// the decoder needs the position of every member anyway (payload
+// byte-exact, extra_json, raw bytes of rejected events) and reads the typed
+// view in the same pass: sonic.Valid plus a second pass would cost more
+// than the single validating pass. sonic's struct decoding cannot keep
+// unknown keys byte-exact, gives up on the mod's invalid tokens and on {}
+// where a list is declared, allocates, and for the typed view is 3.5 times
+// slower than the walker here. So the decoder does not use sonic at all; the
+// benchmarks keep it as the baseline, so that the choice can be revisited
+// with each sonic release.
 package decode

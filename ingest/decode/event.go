@@ -2,6 +2,7 @@ package decode
 
 import (
 	"math"
+	"math/bits"
 	"strconv"
 	"unicode/utf8"
 
@@ -29,6 +30,33 @@ type parser struct {
 	// rejectID is the event_id of the event being built, which its
 	// deadletter keeps; empty outside build.
 	rejectID string
+	// spec.Payload is the typed view that specTyped read from the payload
+	// at buf[specAt] (-1: none) of the event being parsed, for type specType.
+	spec     jimbotpb.Event
+	specAt   int
+	specType jimbotpb.EventType
+	// Of the event being parsed: at[k] is the index of the last member
+	// with key k (-1: none); dupKeys is set when a known key came twice;
+	// mayLong when longField may find a string over maxString.
+	at   [numKeys]int16
+	base int // the event's first member in members
+	// typeParsed and typeKnown are ParseType of the event's member typeAt
+	// (-1: none), which specTyped parsed, when the subtype does not matter.
+	typeAt     int16
+	typeParsed jimbotpb.EventType
+	typeKnown  bool
+	// envNext[k] is the key that followed key k (numKeys: the start) in the
+	// last event: the key eventMembers tries first.
+	envNext [numKeys + 1]keyCode
+	// srcHash is sourceHash(srcLast), the last source keyed, when srcHashed.
+	srcLast   string
+	srcHash   uint64
+	srcHashed bool
+	// keyBuf holds an escaped key of a typed object, decoded (every known
+	// key, each character escaped as \uXXXX, fits).
+	keyBuf  [128]byte
+	dupKeys bool
+	mayLong bool
 }
 
 // member is one top-level member of an event object: the key token (with
@@ -36,6 +64,7 @@ type parser struct {
 type member struct {
 	ks, ke, vs, ve int
 	code           keyCode
+	plain          bool // a string value, ASCII without escapes
 }
 
 type keyCode uint8
@@ -287,15 +316,53 @@ func (p *parser) eventRepairs(s, e int) uint32 {
 // event parses the event object at buf[i] (the request's event idx, nested
 // at depth) strictly and adds it, or its deadletter, to the batch.
 func (p *parser) event(i, idx, depth int) (int, synErr) {
-	b := p.buf
 	if depth >= p.maxDepth {
 		return 0, synErr{i, msgTooDeep}
 	}
 	base := len(p.members)
-	defer func() { p.members = p.members[:base] }()
+	p.base = base
+	p.specAt = -1
+	p.typeAt = -1
+	p.at = noMembers
+	p.dupKeys, p.mayLong = false, false
+	end, e := p.eventMembers(i, idx, depth, base)
+	p.members = p.members[:base]
+	return end, e
+}
+
+// envKeys are the tokens of the known envelope keys, indexed by keyCode
+// (kOther: none).
+var envKeys = newKeySet("", "type", "source", "payload", "data", "timestamp", "version", "event_id",
+	"headers", "metadata", "priority", "subtype", "initial", "debug")
+
+// envOrder is parser.envNext before the first event: the order BalatroMCP
+// writes its events' keys in.
+var envOrder = func() (a [numKeys + 1]keyCode) {
+	a[numKeys] = kType
+	a[kType] = kVersion
+	a[kVersion] = kSource
+	a[kSource] = kPayload
+	a[kPayload] = kEventID
+	a[kEventID] = kTimestamp
+	return a
+}()
+
+// noMembers is parser.at before an event's first member.
+var noMembers = func() (a [numKeys]int16) {
+	for k := range a {
+		a[k] = -1
+	}
+	return a
+}()
+
+// eventMembers is event: it collects the members in p.members[base:],
+// with p.at (the last member of each known key), p.dupKeys and p.mayLong.
+func (p *parser) eventMembers(i, idx, depth, base int) (int, synErr) {
+	b := p.buf
+	prevCode := numKeys // the start of the object
 	j := skipWS(b, i+1)
 	if j < len(b) && b[j] == '}' {
-		p.build(i, j+1, idx, p.members[base:])
+		p.build(i, j+1, idx, depth, p.members[base:])
 		return j + 1, synErr{}
 	}
 	for {
@@ -305,26 +372,89 @@ func (p *parser) event(i, idx, depth int) (int, synErr) {
 		if b[j] != '"' {
 			return 0, synErr{j, msgWantKey}
 		}
-		ke, kesc, e := scanString(b, j)
-		if e.msg != "" {
-			return 0, e
+		var e synErr
+		// The member is written in place (a copy of it appended cost more).
+		n := len(p.members)
+		if n < cap(p.members) {
+			p.members = p.members[:n+1]
+		} else {
+			p.members = append(p.members, member{})
 		}
-		m := member{ks: j, ke: ke}
-		j = skipWS(b, ke)
-		if j >= len(b) {
-			return 0, synErr{j, msgEOF}
+		m := &p.members[n]
+		*m = member{ks: j, code: kOther}
+		n -= base
+		// The key the previous one was followed by last time (envNext), as
+		// a token `"key":` (see keySet), else scan and classify it.
+		if c := p.envNext[prevCode]; c != kOther && j+24 <= len(b) && envKeys.toks[c].at(b, j) {
+			m.code = c
+			m.ke = j + envKeys.toks[c].n - 1 // at the colon
+			j = m.ke
+		} else {
+			var kesc bool
+			if _, w := strWord(b, j+1); w != 0 && b[j+1+bits.TrailingZeros64(w)>>3] == '"' {
+				m.ke = j + 2 + bits.TrailingZeros64(w)>>3 // a short key, no escape
+			} else if m.ke, kesc, e = scanString(b, j); e.msg != "" {
+				return 0, e
+			}
+			j = skipWS(b, m.ke)
+			if j >= len(b) {
+				return 0, synErr{j, msgEOF}
+			}
+			if b[j] != ':' {
+				return 0, synErr{j, msgWantColon}
+			}
+			m.code = keyCodeOf(b[m.ks+1:m.ke-1], kesc)
 		}
-		if b[j] != ':' {
-			return 0, synErr{j, msgWantColon}
-		}
+		p.envNext[prevCode] = m.code
+		prevCode = m.code
 		m.vs = skipWS(b, j+1)
-		m.ve, e = skipValue(b, m.vs, depth+1, p.maxDepth)
+		switch c := p.at1(m.vs); {
+		case c == '"':
+			var esc, ascii bool
+			m.ve, esc, ascii, e = scanStringA(b, m.vs)
+			m.plain = ascii && !esc
+		case c == '{' && (m.code == kPayload || m.code == kData) && p.typedView:
+			m.ve, e = p.specTyped(m.vs, depth+1)
+		case c == '-' || isDigit(c):
+			m.ve, e = scanNumber(b, m.vs)
+		default:
+			m.ve, e = skipValue(b, m.vs, depth+1, p.maxDepth)
+		}
 		if e.msg != "" {
 			return 0, e
 		}
-		m.code = keyCodeOf(b[m.ks+1:m.ke-1], kesc)
-		p.members = append(p.members, m)
-		j = skipWS(b, m.ve)
+		if m.code != kOther {
+			if n > math.MaxInt16 {
+				m.code = kOther
+			} else {
+				if p.at[m.code] >= 0 {
+					p.dupKeys = true
+				}
+				p.at[m.code] = int16(n)
+			}
+		}
+		// longField has anything to find only if this is set.
+		if m.ke-m.ks-2 > p.maxString {
+			p.mayLong = true
+		}
+		switch m.code {
+		case kType, kSource, kSubtype, kEventID, kPriority:
+			l := m.ve - m.vs
+			if b[m.vs] == '"' {
+				l -= 2
+			}
+			if l > p.maxString {
+				p.mayLong = true
+			}
+		case kHeaders, kMetadata:
+			if b[m.vs] == '{' {
+				p.mayLong = true
+			}
+		}
+		j = m.ve
+		if j < len(b) && b[j] <= ' ' {
+			j = skipWS(b, j)
+		}
 		if j >= len(b) {
 			return 0, synErr{j, msgEOF}
 		}
@@ -332,7 +462,7 @@ func (p *parser) event(i, idx, depth int) (int, synErr) {
 		case ',':
 			j = skipWS(b, j+1)
 		case '}':
-			p.build(i, j+1, idx, p.members[base:])
+			p.build(i, j+1, idx, depth, p.members[base:])
 			return j + 1, synErr{}
 		default:
 			return 0, synErr{j, msgWantComma}
@@ -340,59 +470,87 @@ func (p *parser) event(i, idx, depth int) (int, synErr) {
 	}
 }
 
+// at1 returns buf[i], or 0 past the end.
+func (p *parser) at1(i int) byte {
+	if i < len(p.buf) {
+		return p.buf[i]
+	}
+	return 0
+}
+
+// mstr is str for the string value of m.
+func (p *parser) mstr(m *member) string {
+	if m.plain {
+		return bstr(p.buf[m.vs+1 : m.ve-1])
+	}
+	return p.str(m.vs, m.ve)
+}
+
 // build turns the members of the valid event object buf[s:e] into an event
-// or a deadletter.
-func (p *parser) build(s, e, idx int, ms []member) {
+// or a deadletter. p.at has the last member of each known key (the last
+// occurrence wins, as encoding/json).
+func (p *parser) build(s, e, idx, depth int, ms []member) {
 	b := p.buf
-	// The last occurrence of each known key wins (as encoding/json).
-	var at [numKeys]int16
-	for k := range at {
-		at[k] = -1
-	}
-	for n := range ms {
-		if c := ms[n].code; c != kOther {
-			if n > math.MaxInt16 {
-				ms[n].code = kOther
-				continue
-			}
-			at[c] = int16(n)
-		}
-	}
-	get := func(c keyCode) (m member, ok bool) {
+	at := &p.at
+	get := func(c keyCode) *member {
 		if at[c] < 0 {
-			return member{}, false
+			return nil
 		}
-		return ms[at[c]], true
+		return &ms[at[c]]
 	}
 
 	// type and source: required strings.
 	var typeName, source string
-	tm, hasType := get(kType)
-	sm, hasSource := get(kSource)
-	if hasType && b[tm.vs] == '"' {
-		typeName = p.str(tm.vs, tm.ve)
+	tm, sm := get(kType), get(kSource)
+	if tm != nil && b[tm.vs] == '"' {
+		typeName = p.mstr(tm)
 	}
-	if hasSource && b[sm.vs] == '"' {
-		source = p.str(sm.vs, sm.ve)
+	if sm != nil && b[sm.vs] == '"' {
+		source = p.mstr(sm)
 	}
 	typ, known := jimbotpb.EventType(0), false
 	var subtype string
-	if m, ok := get(kSubtype); ok && b[m.vs] == '"' {
-		subtype = p.str(m.vs, m.ve)
+	if m := get(kSubtype); m != nil && b[m.vs] == '"' {
+		subtype = p.mstr(m)
 	}
-	if typeName != "" {
+	switch {
+	case typeName == "":
+	case p.typeAt >= 0 && p.typeAt == at[kType]:
+		// specTyped parsed this member's type already (one that does not
+		// depend on the subtype)
+		typ, known = p.typeParsed, p.typeKnown
+	default:
 		typ, known = route.ParseType(typeName, subtype)
 	}
-	if m, ok := get(kEventID); ok && b[m.vs] == '"' {
-		p.rejectID = p.str(m.vs, m.ve)
-		defer func() { p.rejectID = "" }()
+	// rejectID is the event_id of the event being built, which its
+	// deadletter keeps.
+	if m := get(kEventID); m != nil && b[m.vs] == '"' {
+		p.rejectID = p.mstr(m)
 	}
-	payload, hasPayload := get(kPayload)
-	if !hasPayload {
-		payload, hasPayload = get(kData)
+	p.buildEvent(s, e, idx, depth, ms, typeName, source, subtype, typ, known)
+	p.rejectID = ""
+}
+
+// buildEvent is the rest of build.
+func (p *parser) buildEvent(s, e, idx, depth int, ms []member, typeName, source, subtype string, typ jimbotpb.EventType, known bool) {
+	b := p.buf
+	at := &p.at
+	get := func(c keyCode) *member {
+		if at[c] < 0 {
+			return nil
+		}
+		return &ms[at[c]]
 	}
+	tm, sm := get(kType), get(kSource)
+	payload := get(kPayload)
+	if payload == nil {
+		payload = get(kData)
+	}
+	var long []byte
 	var tmp [128]byte
-	long := p.longField(ms, tmp[:0])
+	if p.mayLong {
+		long = p.longField(ms, tmp[:0])
+	}
 	switch {
 	case len(long) > 0:
 		p.rejectID = "" // it may be the long string
@@ -401,19 +559,19 @@ func (p *parser) build(s, e, idx int, ms []member) {
 		}
 		p.reject(idx, s, e, whyTooLong, bstr(long), 0, "", source) // copied by reject
 		return
-	case !hasType:
+	case tm == nil:
 		p.reject(idx, s, e, whyMissingType, "", 0, "", source)
 		return
 	case b[tm.vs] != '"':
 		p.reject(idx, s, e, whyTypeNotStr, jsonKind(b[tm.vs]), 0, "", source)
 		return
-	case !hasSource:
+	case sm == nil:
 		p.reject(idx, s, e, whyMissingSource, "", typ, typeName, "")
 		return
 	case b[sm.vs] != '"':
 		p.reject(idx, s, e, whySourceNotStr, jsonKind(b[sm.vs]), typ, typeName, "")
 		return
-	case !hasPayload:
+	case payload == nil:
 		p.reject(idx, s, e, whyMissingPay, "", typ, typeName, source)
 		return
 	case typeName == "":
@@ -444,11 +602,11 @@ func (p *parser) build(s, e, idx int, ms []member) {
 	ev.Repairs = p.eventRepairs(s, e)
 	// spans collects the members that go to extra_json.
 	p.st.spans = p.st.spans[:0]
-	keep := func(n int) { p.st.spans = append(p.st.spans, span{ms[n].ks, ms[n].ve}) }
+	keep := func(m *member) { p.st.spans = append(p.st.spans, span{m.ks, m.ve}) }
 	var initial, debug bool
 	for n := range ms {
-		m := ms[n]
-		if m.code != kOther && int(at[m.code]) != n {
+		m := &ms[n]
+		if p.dupKeys && m.code != kOther && int(at[m.code]) != n {
 			continue // an earlier duplicate of a known key
 		}
 		c := b[m.vs]
@@ -456,8 +614,8 @@ func (p *parser) build(s, e, idx int, ms []member) {
 		case kType, kSource:
 		case kPayload:
 		case kData:
-			if _, both := get(kPayload); both {
-				keep(n)
+			if at[kPayload] >= 0 {
+				keep(m)
 			}
 		case kTimestamp:
 			if c == 'n' {
@@ -470,7 +628,7 @@ func (p *parser) build(s, e, idx int, ms []member) {
 			if f, ok := parseFloat(raw); ok {
 				ev.ClientTimestamp = f
 			} else {
-				keep(n)
+				keep(m)
 			}
 		case kVersion:
 			if c == 'n' {
@@ -483,39 +641,41 @@ func (p *parser) build(s, e, idx int, ms []member) {
 			if v, ok := parseInt64(raw); ok {
 				ev.Version = satI32(v)
 			} else {
-				keep(n)
+				keep(m)
 			}
 		case kEventID:
 			switch {
-			case c == '"' || c == '-' || isDigit(c):
+			case c == '"':
+				ev.EventId = p.rejectID // mstr of this member
+			case c == '-' || isDigit(c):
 				ev.EventId = p.text(m.vs, m.ve)
 			case c != 'n':
-				keep(n)
+				keep(m)
 			}
 		case kHeaders, kMetadata:
 			if c == '{' {
 				p.metadata(ev, m.vs)
 			} else if c != 'n' {
-				keep(n)
+				keep(m)
 			}
 		case kPriority:
 			if c == '"' {
-				ev.Priority = p.str(m.vs, m.ve)
+				ev.Priority = p.mstr(m)
 			} else if c != 'n' {
-				keep(n)
+				keep(m)
 			}
 		case kSubtype:
 			if c != '"' && c != 'n' {
-				keep(n)
+				keep(m)
 			}
 		case kInitial:
 			initial = c == 't'
-			keep(n)
+			keep(m)
 		case kDebug:
 			debug = c == 't'
-			keep(n)
+			keep(m)
 		default:
-			keep(n)
+			keep(m)
 		}
 	}
 	if sp := p.st.spans; len(sp) > 0 {
@@ -534,7 +694,10 @@ func (p *parser) build(s, e, idx int, ms []member) {
 	}
 	key := uint64(0)
 	if ev.EventId != "" {
-		key = Key(ev.Source, ev.EventId, ev.ClientTimestamp)
+		if !p.srcHashed || ev.Source != p.srcLast {
+			p.srcLast, p.srcHash, p.srcHashed = ev.Source, sourceHash(ev.Source), true
+		}
+		key = keyWith(p.srcHash, ev.EventId, ev.ClientTimestamp)
 	} else {
 		start := len(p.st.aux)
 		p.st.aux = appendNewID(p.st.aux)
@@ -546,7 +709,7 @@ func (p *parser) build(s, e, idx int, ms []member) {
 		ev.Timestamp = p.receivedAt / 1e6
 	}
 	if p.typedView {
-		p.typed(ev, payload.vs, payload.ve, initial, debug)
+		p.typed(ev, payload.vs, payload.ve, depth+1, initial, debug)
 	}
 	p.st.batch.Add(ev, topic)
 	p.r.Keys = append(p.r.Keys, key)

@@ -2,6 +2,7 @@ package decode
 
 import (
 	"sync"
+	"sync/atomic"
 
 	jimbotpb "github.com/jimbot/jimbus/proto"
 	"github.com/jimbot/jimbus/route"
@@ -21,8 +22,19 @@ func (s *slab[T]) get() *T {
 		s.n++
 		return v
 	}
-	v := new(T)
-	s.items = append(s.items, v)
+	return s.grow()
+}
+
+// grow makes room for more values, in one allocation for several of them
+// (a new batch state fills its slabs with hundreds of values: after a GC
+// emptied the pools, the fan-out's queues may hold thousands of states, each
+// made again).
+func (s *slab[T]) grow() *T {
+	chunk := make([]T, min(max(len(s.items)/2, 8), 256))
+	for i := range chunk {
+		s.items = append(s.items, &chunk[i])
+	}
+	v := s.items[s.n]
 	s.n++
 	return v
 }
@@ -179,21 +191,14 @@ type batchState struct {
 	// parser's members.
 	spans   []span
 	members []member
+	pooled  keptMark
 }
 
 // span is [s, e) in the body.
 type span struct{ s, e int }
 
-var statePool sync.Pool
-
-func init() {
-	statePool.New = func() any {
-		st := &batchState{}
-		st.batch = route.NewBatch(freeBatch)
-		st.batch.Owner = st
-		return st
-	}
-}
+// statePool holds the free batch states.
+var statePool keptPool[batchState, *batchState]
 
 // Pool bounds: a batch state grown beyond them by an exceptional request
 // (a 2 MiB body, 10,000 events) is left to the garbage collector instead of
@@ -206,17 +211,121 @@ const (
 // freeBatch is the batch's free function: the last Release recycles it.
 func freeBatch(b *route.Batch) {
 	st := b.Owner.(*batchState)
-	if cap(st.orig)+cap(st.work)+cap(st.aux) > maxPooledBytes || len(st.events.items) > maxPooledEvents {
+	size := cap(st.orig) + cap(st.work) + cap(st.aux)
+	if size > maxPooledBytes || len(st.events.items) > maxPooledEvents {
+		statePool.drop(st)
 		return
 	}
+	if st.pooled.kept && (size > maxKeptBytes || len(st.events.items) > maxKeptEvents) {
+		statePool.drop(st) // pooled, but not kept: the GC may take it
+	}
 	st.reset()
-	statePool.Put(st)
+	statePool.put(st)
 }
 
+// The kept states are those of ordinary requests: at most maxKept of them,
+// each with at most maxKeptBytes of buffers and maxKeptEvents events (a
+// state that grows past them is only pooled, and a new one kept instead).
+const (
+	maxKeptBytes  = 256 << 10
+	maxKeptEvents = 512
+)
+
 func getState() *batchState {
-	st := statePool.Get().(*batchState)
+	st := statePool.get()
+	if st == nil {
+		st = &batchState{}
+		st.batch = route.NewBatch(freeBatch)
+		st.batch.Owner = st
+		statePool.keep(st)
+	}
 	st.batch.Reset()
 	return st
+}
+
+// keptPool is a sync.Pool that keeps its first maxKept values from the
+// garbage collector. sync.Pool (per P, the most recently put first: warm in
+// cache) drops what it holds at every other GC, and a batch state made again
+// grows every slab and buffer anew: the allocations of a decoder under GC
+// pressure, where the subscribers allocate. A kept value also goes through
+// the sync.Pool; after a GC emptied it, get finds the kept values that are
+// free. Whoever turns a value's free flag from true to false owns it (a
+// copy in the sync.Pool can be stale).
+type keptPool[T any, P keptValue[T]] struct {
+	pool sync.Pool
+	mu   sync.Mutex
+	n    int
+	s    [maxKept]P
+}
+
+// keptValue is a pointer to a value of a keptPool: it holds a keptMark.
+type keptValue[T any] interface {
+	*T
+	mark() *keptMark
+}
+
+// keptMark is the keptPool's state of a value.
+type keptMark struct {
+	free atomic.Bool // in the pool
+	kept bool        // in keptPool.s; changed with its mutex held
+}
+
+// maxKept bounds the values kept; a value past it is only pooled.
+const maxKept = 64
+
+// get returns a free value, or nil.
+func (k *keptPool[T, P]) get() P {
+	for {
+		v := k.pool.Get()
+		if v == nil {
+			break
+		}
+		if x := v.(P); x.mark().free.CompareAndSwap(true, false) {
+			return x
+		}
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, x := range k.s[:k.n] {
+		if x.mark().free.CompareAndSwap(true, false) {
+			return x
+		}
+	}
+	return nil
+}
+
+// put gives x back.
+func (k *keptPool[T, P]) put(x P) {
+	x.mark().free.Store(true)
+	k.pool.Put(x)
+}
+
+// keep keeps x, a value new from the caller, if there is room.
+func (k *keptPool[T, P]) keep(x P) {
+	k.mu.Lock()
+	if k.n < len(k.s) {
+		k.s[k.n] = x
+		k.n++
+		x.mark().kept = true
+	}
+	k.mu.Unlock()
+}
+
+// drop forgets x, if kept (too large to keep, or to pool).
+func (k *keptPool[T, P]) drop(x P) {
+	m := x.mark()
+	k.mu.Lock()
+	if m.kept {
+		for i, y := range k.s[:k.n] {
+			if y == x {
+				k.n--
+				k.s[i], k.s[k.n] = k.s[k.n], nil
+				break
+			}
+		}
+		m.kept = false
+	}
+	k.mu.Unlock()
 }
 
 // reset forgets the batch's contents but keeps every buffer and value.
@@ -243,18 +352,26 @@ func (st *batchState) newEvent() *jimbotpb.Event {
 	return ev
 }
 
-var resultPool = sync.Pool{New: func() any { return new(Result) }}
+var resultPool keptPool[Result, *Result]
 
 func getResult() *Result {
-	return resultPool.Get().(*Result)
+	r := resultPool.get()
+	if r == nil {
+		r = new(Result)
+		resultPool.keep(r)
+	}
+	return r
 }
 
+// putResult resets every field of r but pooled (TestPutResultResets), which
+// a stale copy in the pool may be reading, and gives it back.
 func putResult(r *Result) {
 	clear(r.Errors)
-	*r = Result{
-		Keys:    r.Keys[:0],
-		Errors:  r.Errors[:0],
-		reasons: r.reasons[:0],
-	}
-	resultPool.Put(r)
+	r.Keys, r.Errors, r.reasons = r.Keys[:0], r.Errors[:0], r.reasons[:0]
+	r.Batch, r.Accepted, r.Rejected, r.Fatal, r.Repairs, r.RepairCount, r.kind = nil, 0, 0, "", 0, 0, 0
+	resultPool.put(r)
 }
+
+func (r *Result) mark() *keptMark { return &r.pooled }
+
+func (st *batchState) mark() *keptMark { return &st.pooled }

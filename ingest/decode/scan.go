@@ -33,11 +33,11 @@ const (
 )
 
 // isSpace reports JSON whitespace.
-func isSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\r' || c == '\t' }
+func isSpace(c byte) bool { return c <= ' ' && (c == ' ' || c == '\n' || c == '\r' || c == '\t') }
 
 // skipWS returns the first non-whitespace index at or after i.
 func skipWS(b []byte, i int) int {
-	for i < len(b) && isSpace(b[i]) {
+	for i < len(b) && b[i] <= ' ' && isSpace(b[i]) {
 		i++
 	}
 	return i
@@ -75,20 +75,24 @@ var hexVal = func() (t [256]int8) {
 func scanString(b []byte, i int) (end int, esc bool, e synErr) {
 	j := i + 1
 	for {
-		// Fast loop: 8 bytes at a time while none is special.
-		for j+8 <= len(b) {
+		// Fast loop: 8 bytes at a time while none is special; it stops on
+		// the first special byte.
+		for {
+			if j+8 > len(b) {
+				for j < len(b) && !strClass[b[j]] {
+					j++
+				}
+				if j >= len(b) {
+					return 0, false, synErr{len(b), msgEOF}
+				}
+				break
+			}
 			x := binary.LittleEndian.Uint64(b[j:])
-			if m := hasByte(x, '"') | hasByte(x, '\\') | hasLess(x, 0x20); m != 0 {
+			if m := strSpecial(x); m != 0 {
 				j += bits.TrailingZeros64(m) >> 3
 				break
 			}
 			j += 8
-		}
-		for j < len(b) && !strClass[b[j]] {
-			j++
-		}
-		if j >= len(b) {
-			return 0, false, synErr{len(b), msgEOF}
 		}
 		switch c := b[j]; {
 		case c == '"':
@@ -116,6 +120,91 @@ func scanString(b []byte, i int) (end int, esc bool, e synErr) {
 			return 0, false, synErr{j, msgControl}
 		}
 	}
+}
+
+// scanStringA is scanString that also reports whether the string's bytes
+// are all ASCII.
+func scanStringA(b []byte, i int) (end int, esc, ascii bool, e synErr) {
+	j := i + 1
+	var hi uint64 // the OR of the bytes scanned; bit 7 of a byte: not ASCII
+	for {
+		for {
+			if j+8 > len(b) {
+				for j < len(b) && !strClass[b[j]] {
+					hi |= uint64(b[j])
+					j++
+				}
+				if j >= len(b) {
+					return 0, false, false, synErr{len(b), msgEOF}
+				}
+				break
+			}
+			x := binary.LittleEndian.Uint64(b[j:])
+			if m := strSpecial(x); m != 0 {
+				// the bytes below the first special one
+				hi |= x & ((m&-m)>>7 - 1)
+				j += bits.TrailingZeros64(m) >> 3
+				break
+			}
+			hi |= x
+			j += 8
+		}
+		switch c := b[j]; {
+		case c == '"':
+			return j + 1, esc, hi&swarHigh == 0, synErr{}
+		case c == '\\':
+			esc = true
+			if j+1 >= len(b) {
+				return 0, false, false, synErr{len(b), msgEOF}
+			}
+			switch b[j+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				j += 2
+			case 'u':
+				if j+6 > len(b) {
+					return 0, false, false, synErr{len(b), msgEOF}
+				}
+				if hexVal[b[j+2]]|hexVal[b[j+3]]|hexVal[b[j+4]]|hexVal[b[j+5]] < 0 {
+					return 0, false, false, synErr{j, msgBadEscape}
+				}
+				j += 6
+			default:
+				return 0, false, false, synErr{j, msgBadEscape}
+			}
+		default:
+			return 0, false, false, synErr{j, msgControl}
+		}
+	}
+}
+
+// scanShort is scanString without the escape flag, with the strings
+// shorter than 8 bytes without a special byte (most keys and many values) in
+// line.
+func scanShort(b []byte, i int) (int, synErr) {
+	if _, m := strWord(b, i+1); m != 0 && b[i+1+bits.TrailingZeros64(m)>>3] == '"' {
+		return i + 2 + bits.TrailingZeros64(m)>>3, synErr{}
+	}
+	end, _, e := scanString(b, i)
+	return end, e
+}
+
+// strWord returns the 8 bytes at b[i:] and their strSpecial mask; m is 0
+// when fewer than 8 bytes are left.
+func strWord(b []byte, i int) (x, m uint64) {
+	if i+8 > len(b) {
+		return 0, 0
+	}
+	x = binary.LittleEndian.Uint64(b[i:])
+	return x, strSpecial(x)
+}
+
+// strSpecial is the mask of hasByte(x, '"') | hasByte(x, '\\') |
+// hasLess(x, 0x20), with the final AND shared: its lowest set bit marks the
+// first byte of x that ends the fast loop of a string scan.
+func strSpecial(x uint64) uint64 {
+	q := x ^ (swarOnes * '"')
+	s := x ^ (swarOnes * '\\')
+	return ((q-swarOnes)&^q | (s-swarOnes)&^s | (x-swarOnes*0x20)&^x) & swarHigh
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
@@ -164,6 +253,65 @@ func scanNumber(b []byte, i int) (int, synErr) {
 	return j, synErr{}
 }
 
+// scanNumberV is scanNumber that also reads an integer token of at most 18
+// digits (no fraction, no exponent) into v (isInt, num, numF), in the same
+// pass.
+func scanNumberV(b []byte, i int, v *valueInfo) (int, synErr) {
+	j := i
+	neg := j < len(b) && b[j] == '-'
+	if neg {
+		j++
+	}
+	if j >= len(b) {
+		return 0, synErr{j, msgBadNumber}
+	}
+	s := j
+	var n int64
+	switch c := b[j]; {
+	case c == '0':
+		j++
+	case '1' <= c && c <= '9':
+		for j < len(b) && isDigit(b[j]) {
+			n = n*10 + int64(b[j]-'0') // wraps past 18 digits: not used then
+			j++
+		}
+	default:
+		return 0, synErr{j, msgBadNumber}
+	}
+	integer := true
+	if j < len(b) && b[j] == '.' {
+		integer = false
+		j++
+		if j >= len(b) || !isDigit(b[j]) {
+			return 0, synErr{j, msgBadNumber}
+		}
+		for j < len(b) && isDigit(b[j]) {
+			j++
+		}
+	}
+	if j < len(b) && (b[j] == 'e' || b[j] == 'E') {
+		integer = false
+		j++
+		if j < len(b) && (b[j] == '+' || b[j] == '-') {
+			j++
+		}
+		if j >= len(b) || !isDigit(b[j]) {
+			return 0, synErr{j, msgBadNumber}
+		}
+		for j < len(b) && isDigit(b[j]) {
+			j++
+		}
+	}
+	if integer && j-s <= 18 {
+		f := float64(n) // exact or correctly rounded, as ParseFloat
+		if neg {
+			n, f = -n, -f
+		}
+		v.isInt, v.num, v.numF = true, n, f
+	}
+	return j, synErr{}
+}
+
 // scanLiteral checks that b[i:] starts with lit.
 func scanLiteral(b []byte, i int, lit string) (int, synErr) {
 	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
@@ -198,7 +346,7 @@ func skipValue(b []byte, i, depth, maxDepth int) (int, synErr) {
 			if b[j] != '"' {
 				return 0, synErr{j, msgWantKey}
 			}
-			end, _, e := scanString(b, j)
+			end, e := scanShort(b, j)
 			if e.msg != "" {
 				return 0, e
 			}
@@ -210,7 +358,12 @@ func skipValue(b []byte, i, depth, maxDepth int) (int, synErr) {
 				return 0, synErr{j, msgWantColon}
 			}
 			j = skipWS(b, j+1)
-			j, e = skipValue(b, j, depth+1, maxDepth)
+			// Scalars inline, containers by recursion.
+			if j < len(b) && b[j] == '"' {
+				j, e = scanShort(b, j)
+			} else {
+				j, e = skipValue(b, j, depth+1, maxDepth)
+			}
 			if e.msg != "" {
 				return 0, e
 			}
@@ -237,7 +390,11 @@ func skipValue(b []byte, i, depth, maxDepth int) (int, synErr) {
 		}
 		for {
 			var e synErr
-			j, e = skipValue(b, j, depth+1, maxDepth)
+			if j < len(b) && b[j] == '"' {
+				j, e = scanShort(b, j)
+			} else {
+				j, e = skipValue(b, j, depth+1, maxDepth)
+			}
 			if e.msg != "" {
 				return 0, e
 			}
@@ -411,65 +568,6 @@ func (it *objIter) next() (ks, ke, vs, ve int, ok bool) {
 func (it *objIter) skipTo(end int) {
 	it.pend = -1
 	it.i = end
-}
-
-// end returns the index after the object's '}', once next returned false.
-func (it *objIter) end() int {
-	if it.b == nil {
-		return 0
-	}
-	return it.i + 1
-}
-
-// arrIter walks the elements of a valid array, with objIter's lazy
-// skipping of containers.
-type arrIter struct {
-	b    []byte
-	i    int
-	pend int
-}
-
-func newArrIter(b []byte, i int) (arrIter, bool) {
-	if i >= len(b) || b[i] != '[' {
-		return arrIter{pend: -1}, false
-	}
-	return arrIter{b, i + 1, -1}, true
-}
-
-func (it *arrIter) next() (vs, ve int, ok bool) {
-	b := it.b
-	if it.pend >= 0 {
-		it.i = skipTrusted(b, it.pend)
-		it.pend = -1
-	}
-	j := skipWS(b, it.i)
-	if j < len(b) && b[j] == ',' {
-		j = skipWS(b, j+1)
-	}
-	if j >= len(b) || b[j] == ']' {
-		it.i = j
-		return 0, 0, false
-	}
-	if c := b[j]; c == '{' || c == '[' {
-		it.pend = j
-		it.i = j
-		return j, -1, true
-	}
-	ve = scalarEnd(b, j)
-	it.i = ve
-	return j, ve, true
-}
-
-func (it *arrIter) skipTo(end int) {
-	it.pend = -1
-	it.i = end
-}
-
-func (it *arrIter) end() int {
-	if it.b == nil {
-		return 0
-	}
-	return it.i + 1
 }
 
 // scalarEnd returns the end of the valid string, number or literal at b[i].

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"hash/maphash"
 	"math"
+	"math/bits"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -168,31 +169,10 @@ func hex4(s []byte, i int) (rune, bool) {
 // parseFloat parses a JSON number token (or the content of a numeric
 // string). ok is false when it is not a number.
 func parseFloat(b []byte) (float64, bool) {
-	if len(b) == 0 {
-		return 0, false
+	if f, ok := parseFloatFast(b); ok {
+		return f, true
 	}
-	// Small integers, the common case, without strconv.
-	if len(b) <= 15 {
-		neg := b[0] == '-'
-		k := 0
-		if neg {
-			k = 1
-		}
-		if k < len(b) {
-			var n int64
-			j := k
-			for ; j < len(b) && isDigit(b[j]); j++ {
-				n = n*10 + int64(b[j]-'0')
-			}
-			if j == len(b) {
-				if neg {
-					return -float64(n), true
-				}
-				return float64(n), true
-			}
-		}
-	}
-	if !numberLike(b) {
+	if len(b) == 0 || !numberLike(b) {
 		return 0, false
 	}
 	f, err := strconv.ParseFloat(bstr(b), 64)
@@ -202,6 +182,86 @@ func parseFloat(b []byte) (float64, bool) {
 			return f, true
 		}
 		return 0, false
+	}
+	return f, true
+}
+
+// pow10 are the powers of ten that float64 holds exactly.
+var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
+	1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// parseFloatFast parses the numbers whose value is exact in one IEEE
+// operation (Clinger's fast path, which strconv takes for them too, so the
+// result is the same bits): -?digits(.digits)?([eE][+-]?digits)? with at most
+// 19 digits, a mantissa below 2^53 and a decimal exponent within ±22, such as
+// the mod's timestamps (266945.45746667). ok is false for anything else,
+// which parseFloat hands to strconv.
+func parseFloatFast(b []byte) (float64, bool) {
+	i := 0
+	neg := false
+	if len(b) > 0 && b[0] == '-' {
+		neg = true
+		i = 1
+	}
+	var m uint64
+	digits, start := 0, i
+	for ; i < len(b) && isDigit(b[i]); i++ {
+		m = m*10 + uint64(b[i]-'0')
+	}
+	digits = i - start
+	if digits == 0 {
+		return 0, false
+	}
+	exp := 0
+	if i < len(b) && b[i] == '.' {
+		i++
+		fs := i
+		for ; i < len(b) && isDigit(b[i]); i++ {
+			m = m*10 + uint64(b[i]-'0')
+		}
+		if i == fs {
+			return 0, false
+		}
+		exp = fs - i
+		digits += i - fs
+	}
+	if digits > 19 {
+		return 0, false
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		eneg := false
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			eneg = b[i] == '-'
+			i++
+		}
+		es, e := i, 0
+		for ; i < len(b) && isDigit(b[i]) && i-es < 4; i++ {
+			e = e*10 + int(b[i]-'0')
+		}
+		if i == es || i-es >= 4 && i < len(b) {
+			return 0, false
+		}
+		if eneg {
+			e = -e
+		}
+		exp += e
+	}
+	if i != len(b) {
+		return 0, false
+	}
+	f := float64(m)
+	switch {
+	case m == 0:
+	case m >= 1<<53 || exp < -22 || exp > 22:
+		return 0, false
+	case exp < 0:
+		f /= pow10[-exp]
+	case exp > 0:
+		f *= pow10[exp]
+	}
+	if neg {
+		f = -f
 	}
 	return f, true
 }
@@ -300,25 +360,42 @@ func appendNewID(dst []byte) []byte {
 	return strconv.AppendUint(dst, idCounter.Add(1), 16)
 }
 
-// keySeed seeds the deduplication keys: they are stable within a process,
-// which is as long as any deduplication window lives.
-var keySeed = maphash.MakeSeed()
+// keySeed and idSeed seed the deduplication keys: they are stable within a
+// process, which is as long as any deduplication window lives.
+var (
+	keySeed = maphash.MakeSeed()
+	idSeed  = maphash.MakeSeed()
+)
 
 // Key returns the deduplication key of an event: a hash of (source,
 // event_id, client timestamp), never 0.
 func Key(source, eventID string, clientTimestamp float64) uint64 {
-	var h maphash.Hash
-	h.SetSeed(keySeed)
-	h.WriteString(source)
-	h.WriteByte(0)
-	h.WriteString(eventID)
-	h.WriteByte(0)
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], math.Float64bits(clientTimestamp))
-	h.Write(b[:])
-	k := h.Sum64()
+	return keyWith(sourceHash(source), eventID, clientTimestamp)
+}
+
+// sourceHash is Key's hash of the source.
+func sourceHash(source string) uint64 { return maphash.String(keySeed, source) }
+
+// keyWith is Key for a source whose sourceHash is hs (nearly every event of
+// a batch has the same source: the decoder hashes it once). The three parts
+// are hashed apart (seeded hashes of the source and the id, the timestamp's
+// bits) and combined by a bijective mix, so that a change in any part
+// changes the key.
+func keyWith(hs uint64, eventID string, clientTimestamp float64) uint64 {
+	k := hs ^ bits.RotateLeft64(maphash.String(idSeed, eventID), 23) ^ fmix64(math.Float64bits(clientTimestamp)^0x9e3779b97f4a7c15)
+	k = fmix64(k)
 	if k == 0 {
 		k = 1
 	}
+	return k
+}
+
+// fmix64 is MurmurHash3's 64-bit finaliser (a bijection).
+func fmix64(k uint64) uint64 {
+	k ^= k >> 33
+	k *= 0xff51afd7ed558ccd
+	k ^= k >> 33
+	k *= 0xc4ceb9fe1a85ec53
+	k ^= k >> 33
 	return k
 }
