@@ -70,7 +70,7 @@ type Bus struct {
 	mu            sync.Mutex
 	subs          map[*subscriber]struct{} // every stream whose handler has not returned
 	live          int                      // subs not yet removed from routing
-	labels        map[string]struct{}      // metric label values in use
+	labels        *SubscriberLabels        // metric label values in use (under mu)
 	refusing      bool                     // Stop began: no new subscriber
 	allGone       chan struct{}            // closed when refusing and live == 0
 	allGoneClosed bool
@@ -108,7 +108,7 @@ func New(opts Options) (*Bus, error) {
 		killc:      make(chan struct{}),
 		done:       make(chan struct{}),
 		subs:       make(map[*subscriber]struct{}),
-		labels:     make(map[string]struct{}),
+		labels:     NewSubscriberLabels(opts.MaxSubscriberLabels),
 		allGone:    make(chan struct{}),
 	}
 	b.timer.Stop()
@@ -456,7 +456,7 @@ func (b *Bus) subscribe(id string, set route.Set, maxBatch int) (*subscriber, er
 	if len(id) > maxIDLen {
 		id = strings.ToValidUTF8(id[:maxIDLen], "")
 	}
-	label := b.labelForLocked(id)
+	label := b.labels.Label(id)
 	s := newSubscriber(b, id, set, maxBatch, label)
 	b.subs[s] = struct{}{}
 	b.live++

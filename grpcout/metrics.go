@@ -110,12 +110,24 @@ func (m *metrics) register(r prometheus.Registerer) error {
 // forbiddenWords must never appear in the /metrics body (CONTRACT section 1).
 var forbiddenWords = []string{"password", "secret", "key", "token", "private", "stack trace"}
 
-// labelForLocked returns the metric label value for a subscriber id: the id made
+// SubscriberLabels bounds the subscriber label values of a backend's
+// metrics; both backends (grpcout, jetstream) use it. Not safe for
+// concurrent use: callers serialise Label.
+type SubscriberLabels struct {
+	max  int
+	seen map[string]struct{}
+}
+
+// NewSubscriberLabels returns a set of at most max distinct values.
+func NewSubscriberLabels(max int) *SubscriberLabels {
+	return &SubscriberLabels{max: max, seen: make(map[string]struct{})}
+}
+
+// Label returns the metric label value for a subscriber id: the id made
 // valid UTF-8 and cut to maxLabelLen bytes, "anonymous" when empty,
 // "redacted" when it holds a word that must not appear in /metrics, and
-// "other" once MaxSubscriberLabels distinct values are in use. Callers hold
-// b.mu.
-func (b *Bus) labelForLocked(id string) string {
+// "other" once max distinct values are in use.
+func (ls *SubscriberLabels) Label(id string) string {
 	l := id
 	if l == "" {
 		l = labelAnonymous
@@ -133,12 +145,12 @@ func (b *Bus) labelForLocked(id string) string {
 			break
 		}
 	}
-	if _, ok := b.labels[l]; ok {
+	if _, ok := ls.seen[l]; ok {
 		return l
 	}
-	if len(b.labels) >= b.opts.MaxSubscriberLabels {
+	if len(ls.seen) >= ls.max {
 		return labelOther
 	}
-	b.labels[l] = struct{}{}
+	ls.seen[l] = struct{}{}
 	return l
 }

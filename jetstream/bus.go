@@ -19,6 +19,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/jimbot/jimbus/grpcout"
 	jimbotpb "github.com/jimbot/jimbus/proto"
 	"github.com/jimbot/jimbus/route"
 )
@@ -69,10 +70,10 @@ type Bus struct {
 	cmdCons  natsjs.Consumer
 
 	mu       sync.Mutex
-	refusing bool                // Stop began: no new subscriber
-	subs     int                 // Serve calls admitted and not returned
-	labels   map[string]struct{} // metric label values in use
-	serving  sync.WaitGroup      // Serve calls admitted
+	refusing bool                      // Stop began: no new subscriber
+	subs     int                       // Serve calls admitted and not returned
+	labels   *grpcout.SubscriberLabels // metric label values in use (under mu)
+	serving  sync.WaitGroup            // Serve calls admitted
 }
 
 type healthState struct{ err error }
@@ -90,7 +91,7 @@ func New(opts Options) (*Bus, error) {
 		prefix: opts.SubjectPrefix + ".",
 		quit:   make(chan struct{}),
 		done:   make(chan struct{}),
-		labels: make(map[string]struct{}),
+		labels: grpcout.NewSubscriberLabels(opts.MaxSubscriberLabels),
 	}
 	for _, t := range route.Topics() {
 		b.subjects = append(b.subjects, b.prefix+t)

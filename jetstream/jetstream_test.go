@@ -323,3 +323,6 @@ func counterValue(t testing.TB, c prometheus.Counter) float64 {
 	require.NoError(t, c.Write(&m))
 	return m.GetCounter().GetValue()
 }
+
+// forbiddenWords must never appear in the /metrics body (CONTRACT section 1).
+var forbiddenWords = []string{"password", "secret", "key", "token", "private", "stack trace"}

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -112,7 +111,7 @@ func (b *Bus) Serve(req *jimbotpb.SubscribeRequest, st grpc.ServerStreamingServe
 	}
 	b.subs++
 	b.serving.Add(1)
-	label := b.labelForLocked(id)
+	label := b.labels.Label(id)
 	b.mu.Unlock()
 	b.m.subscribers.Inc()
 	defer func() {
@@ -561,37 +560,4 @@ func (s *session) leave(cc natsjs.ConsumeContext, cons natsjs.Consumer) {
 	}
 	s.ackPending.Set(0)
 	s.b.dropEphemeral(cons, s.durable)
-}
-
-// labelForLocked returns the metric label value for a subscriber id, as
-// grpcout does: the id made valid UTF-8 and cut to 64 bytes, "anonymous"
-// when empty, "redacted" when it holds a word that must not appear in
-// /metrics, and "other" once MaxSubscriberLabels values are in use. Callers
-// hold b.mu.
-func (b *Bus) labelForLocked(id string) string {
-	l := id
-	if l == "" {
-		l = "anonymous"
-	}
-	if len(l) > 64 {
-		l = l[:64]
-	}
-	if !utf8.ValidString(l) {
-		l = strings.ToValidUTF8(l, "?")
-	}
-	lower := strings.ToLower(l)
-	for _, w := range forbiddenWords {
-		if strings.Contains(lower, w) {
-			l = "redacted"
-			break
-		}
-	}
-	if _, ok := b.labels[l]; ok {
-		return l
-	}
-	if len(b.labels) >= b.opts.MaxSubscriberLabels {
-		return "other"
-	}
-	b.labels[l] = struct{}{}
-	return l
 }
