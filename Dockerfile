@@ -20,7 +20,10 @@ ENV JIMBUS_HTTP_ADDR=0.0.0.0:8080 \
     JIMBUS_GRPC_ADDR=0.0.0.0:50051 \
     JIMBUS_LOG_FORMAT=json
 EXPOSE 8080 50051
+# No --url: healthcheck derives it from the environment (JIMBUS_HTTP_ADDR's port;
+# https, unverified, on loopback when JIMBUS_TLS_CERT is set), so TLS runs pass too
+# when TLS is given as JIMBUS_TLS_CERT/JIMBUS_TLS_KEY rather than as serve flags.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
-    CMD ["/usr/local/bin/jimbus", "healthcheck", "--url", "http://127.0.0.1:8080/health"]
+    CMD ["/usr/local/bin/jimbus", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/jimbus"]
 CMD ["serve"]
