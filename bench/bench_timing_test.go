@@ -19,7 +19,7 @@ var httpServers = []string{"jimbus", "fastsonic", "nethttp", "discard"}
 
 // batchServers adds, for the batch benchmarks, JimBus without the typed
 // oneof view (decode.Options.NoTypedView): what the typed view costs.
-var batchServers = []string{"jimbus", "jimbus_notyped", "fastsonic", "nethttp", "discard"}
+var batchServers = []string{"jimbus", "jimbus_json", "fastsonic", "nethttp", "discard"}
 
 // BenchmarkIngestBatch50: POST /api/v1/events/batch of a ~25 KB 50-event
 // batch with fresh event ids, over a real loopback listener, side by side:
@@ -76,7 +76,7 @@ func benchIngest(b *testing.B, servers []string, path string, body []byte, offs 
 		})
 		hc.CloseIdleConnections()
 	}
-	logRatios(b, rates, "jimbus_notyped", "fastsonic", "nethttp", "discard")
+	logRatios(b, rates, "jimbus_json", "fastsonic", "nethttp", "discard")
 }
 
 // BenchmarkEndToEnd: the 50-event batches through the real HTTP listener to
@@ -87,13 +87,13 @@ func benchIngest(b *testing.B, servers []string, path string, body []byte, offs 
 func BenchmarkEndToEnd(b *testing.B) {
 	body, offs := batchBody(b)
 	rates := map[string]float64{}
-	for _, name := range []string{"jimbus", "jimbus_notyped", "nethttp"} {
+	for _, name := range []string{"jimbus", "jimbus_json", "nethttp"} {
 		e := startEndToEnd(b, name)
 		b.Run("server="+name, func(b *testing.B) {
 			rates[name] = e.run(b, body, offs)
 		})
 	}
-	logRatios(b, rates, "jimbus_notyped", "nethttp")
+	logRatios(b, rates, "jimbus_json", "nethttp")
 }
 
 // endToEnd is a server with a real gRPC subscriber and an HTTP client.

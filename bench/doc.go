@@ -11,7 +11,7 @@
 // # Benchmarks (bench_timing_test.go)
 //
 // Each runs the servers side by side in one benchmark function, one
-// sub-benchmark per server (server=jimbus, jimbus_notyped, fastsonic,
+// sub-benchmark per server (server=jimbus, jimbus_json, fastsonic,
 // nethttp, discard), with the same load generator: a fasthttp client in this
 // process with -conc requests in flight (default 32, rounded up to a
 // multiple of GOMAXPROCS; one keep-alive connection per RunParallel
@@ -21,8 +21,11 @@
 // (the CPU time of the process per event, the figure least disturbed by
 // other work on a shared machine) and cpus (the cores it used). A 503 (the
 // pipeline stayed full) is retried after 1 ms and counted in retries/op.
-// jimbus_notyped is JimBus without the typed oneof view
-// (decode.Options.NoTypedView), to show what the view costs.
+// jimbus_json is the same JimBus with subscribers that ask for
+// PAYLOAD_VIEW_JSON (payload_json only): no subscriber wants the typed oneof
+// view, so the decoder does not build it and the writers send none; it shows
+// what the view costs. (startServer also knows jimbus_notyped, JimBus run with
+// decode.Options.NoTypedView, which is the same work.)
 //
 //   - BenchmarkIngestBatch50: POST /api/v1/events/batch of a 50-event batch
 //     (one 8.9 KB GAME_STATE and 49 small events, 23 KB) whose event ids

@@ -293,7 +293,7 @@ func subscribeInProcess(ctx context.Context, s *Server) (*counter, <-chan error,
 	st := &drainStream{ctx: ctx, cnt: newCounter(), ready: make(chan struct{})}
 	done := make(chan error, 1)
 	go func() {
-		err := s.Subscribe(&jimbotpb.SubscribeRequest{TopicPattern: ">", SubscriberId: "bench-inprocess"}, st)
+		err := s.Subscribe(&jimbotpb.SubscribeRequest{TopicPattern: ">", SubscriberId: "bench-inprocess", PayloadView: s.View}, st)
 		st.cnt.end(err)
 		done <- err
 	}()
@@ -323,7 +323,7 @@ func subscribeGRPC(s *Server) (*grpcSubscriber, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	st, err := jimbotpb.NewEventBusClient(conn).Subscribe(ctx, &jimbotpb.SubscribeRequest{TopicPattern: ">", SubscriberId: "bench-grpc"})
+	st, err := jimbotpb.NewEventBusClient(conn).Subscribe(ctx, &jimbotpb.SubscribeRequest{TopicPattern: ">", SubscriberId: "bench-grpc", PayloadView: s.View})
 	if err == nil {
 		_, err = st.Header() // the subscription is active
 	}
@@ -361,6 +361,13 @@ func startServer(tb testing.TB, name string) *Server {
 	switch name {
 	case "jimbus":
 		s, err = StartJimBus(JimBusOptions{})
+	case "jimbus_json":
+		// JimBus as configured by default, with subscribers that ask for
+		// payload_json only: no typed view is built or sent.
+		s, err = StartJimBus(JimBusOptions{})
+		if s != nil {
+			s.Name, s.View = name, jimbotpb.PayloadView_PAYLOAD_VIEW_JSON
+		}
 	case "jimbus_notyped":
 		// JimBus without the typed oneof view: payload_json only.
 		s, err = StartJimBus(JimBusOptions{Ingest: ingest.Options{DecodeOptions: decode.Options{NoTypedView: true}}})

@@ -35,6 +35,8 @@ type Server struct {
 	// EventBus service's own handler, with st as the stream. Nil for a
 	// server without subscribers.
 	Subscribe func(req *jimbotpb.SubscribeRequest, st grpc.ServerStreamingServer[jimbotpb.EventBatch]) error
+	// View is the payload view the benchmarks' subscribers ask for.
+	View jimbotpb.PayloadView
 
 	stop func(ctx context.Context) error
 }
@@ -65,6 +67,7 @@ func listenLoopback() (net.Listener, error) {
 func StartJimBus(opts JimBusOptions) (*Server, error) {
 	reg := prometheus.NewRegistry()
 	fo := opts.Fanout
+	fo.NoTypedView = opts.Ingest.DecodeOptions.NoTypedView
 	if fo.Registerer == nil {
 		fo.Registerer = reg
 	}
@@ -76,6 +79,10 @@ func StartJimBus(opts JimBusOptions) (*Server, error) {
 		return nil, fmt.Errorf("cannot create the fan-out: %w", err)
 	}
 	ino := opts.Ingest
+	if ino.DecodeOptions.TypedWanted == nil {
+		// As cmd/jimbus: typed views only while a subscriber wants them.
+		ino.DecodeOptions.TypedWanted = bus.WantsTypedView
+	}
 	if ino.Registerer == nil {
 		ino.Registerer, ino.Gatherer = reg, reg
 	}

@@ -57,7 +57,11 @@ func (b *Bus) Serve(req *jimbotpb.SubscribeRequest, st grpc.ServerStreamingServe
 		b.log.Warn("grpcout: subscription matches no topic", "subscriber", req.GetSubscriberId(),
 			"patterns", strings.Join(patterns, ","))
 	}
-	sub, err := b.subscribe(req.GetSubscriberId(), set, int(req.GetMaxBatchEvents()))
+	typed, err := ResolveView(req.GetPayloadView(), b.opts.NoTypedView)
+	if err != nil {
+		return err
+	}
+	sub, err := b.subscribe(req.GetSubscriberId(), set, int(req.GetMaxBatchEvents()), typed)
 	if err != nil {
 		return err
 	}
@@ -66,7 +70,7 @@ func (b *Bus) Serve(req *jimbotpb.SubscribeRequest, st grpc.ServerStreamingServe
 		return err
 	}
 	b.log.Info("grpcout: subscriber connected", "subscriber", sub.id, "label", sub.label,
-		"patterns", strings.Join(patterns, ","), "max_batch_events", sub.max)
+		"patterns", strings.Join(patterns, ","), "max_batch_events", sub.max, "typed_view", typed)
 	return sub.serve(st)
 }
 

@@ -47,6 +47,10 @@ type Bus struct {
 	// dispatcher once per batch.
 	routes atomic.Pointer[routes]
 
+	// typedSubs counts the routed subscribers that want the typed view
+	// (WantsTypedView).
+	typedSubs atomic.Int32
+
 	// seq is the last BusSequence assigned. Only the dispatcher writes it.
 	seq atomic.Uint64
 
@@ -318,6 +322,16 @@ func (b *Bus) dispatch(bt *route.Batch) {
 		}
 	}
 	if len(touched) > 0 {
+		if bt.TypedDeferred() {
+			// Decoded while nobody wanted the typed view; build it before
+			// any writer can read the events, if a receiver wants it.
+			for _, s := range touched {
+				if s.typed {
+					bt.FillTyped()
+					break
+				}
+			}
+		}
 		bt.Retain(len(touched))
 		for i, s := range touched {
 			b.deliver(s, bt)
@@ -437,9 +451,16 @@ func (b *Bus) kill(s *subscriber, reason string) {
 		"dropped_events", s.droppedN.Load())
 }
 
+// WantsTypedView reports whether a connected subscriber wants the events'
+// typed view now: the decoder's decode.Options.TypedWanted. A batch decoded
+// without the view while this said false gets it from the dispatcher
+// (route.Batch.FillTyped) if it reaches a subscriber that wants it.
+func (b *Bus) WantsTypedView() bool { return b.typedSubs.Load() > 0 }
+
 // subscribe registers a subscriber for the topics in set. maxBatch is the
-// client's max_batch_events (0 for the default).
-func (b *Bus) subscribe(id string, set route.Set, maxBatch int) (*subscriber, error) {
+// client's max_batch_events (0 for the default); typed says whether it
+// wants the typed view.
+func (b *Bus) subscribe(id string, set route.Set, maxBatch int, typed bool) (*subscriber, error) {
 	if maxBatch <= 0 || maxBatch > b.opts.MaxBatchEvents {
 		maxBatch = b.opts.MaxBatchEvents
 	}
@@ -457,7 +478,12 @@ func (b *Bus) subscribe(id string, set route.Set, maxBatch int) (*subscriber, er
 		id = strings.ToValidUTF8(id[:maxIDLen], "")
 	}
 	label := b.labels.Label(id)
-	s := newSubscriber(b, id, set, maxBatch, label)
+	s := newSubscriber(b, id, set, maxBatch, label, typed)
+	if typed {
+		// Before the subscriber is routed: a batch it can receive was
+		// either decoded with the view or is filled by the dispatcher.
+		b.typedSubs.Add(1)
+	}
 	b.subs[s] = struct{}{}
 	b.live++
 	b.rebuildLocked()
@@ -476,6 +502,9 @@ func (b *Bus) remove(s *subscriber, gone bool) {
 		return
 	}
 	s.removed = true
+	if s.typed {
+		b.typedSubs.Add(-1)
+	}
 	b.live--
 	b.rebuildLocked()
 	b.checkAllGoneLocked()

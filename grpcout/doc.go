@@ -8,7 +8,8 @@
 //	    --> one dispatcher goroutine: numbers events (bus_sequence), looks up the
 //	        subscribers of each topic of the batch (per-topic lists, O(1) per topic)
 //	    --> one ring.Ring per subscriber (SPSC: dispatcher -> stream)
-//	    --> the subscriber's Subscribe handler goroutine: packs the matching events of
+//	    --> the subscriber's stream handler goroutine (Bus.Serve, called by
+//	        Service.Subscribe / SubscribeAck): packs the matching events of
 //	        consecutive batches into one reused EventBatch (up to MaxBatchEvents), Send
 //
 // Publish never blocks: it answers route.ErrFull when the ring has no room
@@ -31,9 +32,11 @@
 //   - While the batch is in the ring, that reference belongs to the ring;
 //     Drain hands it to the dispatcher.
 //   - The dispatcher is the only goroutine that writes to the events: it sets
-//     Event.bus_sequence (and Event.topic when empty) before any subscriber
-//     can see them. From then on nobody changes them; several writers may
-//     marshal one event at once.
+//     Event.bus_sequence (and Event.topic when empty), and builds the typed
+//     views that the decoder deferred when one of the batch's subscribers
+//     wants them (see Payload views), before any subscriber can see them.
+//     From then on nobody changes them; several writers may marshal one
+//     event at once.
 //   - The dispatcher Retains the batch once per subscriber that gets at least
 //     one of its events, pushes it to that subscriber's queue, and Releases
 //     its own reference. A queued reference belongs to the queue.
@@ -61,6 +64,20 @@
 // order, each subscriber queue is FIFO, and one goroutine sends. bus_sequence
 // is strictly increasing in that order; a subscriber sees gaps for the
 // events it does not match or that were dropped for it.
+//
+// # Payload views
+//
+// A subscription's payload_view says whether its events carry the typed
+// oneof view beside payload_json (ResolveView: UNSPECIFIED is TYPED unless
+// Options.NoTypedView). WantsTypedView reports whether a routed subscriber
+// wants it; the decoder asks once per request (decode.Options.TypedWanted)
+// and, while none does, leaves the view out and marks the batch
+// (route.Batch.DeferTyped). A subscriber that wants the view is counted
+// before it is routed, so a batch it can receive was either decoded with the
+// view or is marked, and the dispatcher builds the marked views
+// (route.Batch.FillTyped) before queueing the batch to it. The writer of a
+// PAYLOAD_VIEW_JSON subscriber sends reused copies of the events' envelopes
+// without the view, since other writers read the shared events.
 //
 // # Slow subscribers
 //

@@ -114,7 +114,7 @@ func BenchmarkFanout(b *testing.B) {
 			for i := range streams {
 				st := &countStream{ctx: context.Background(), want: events, done: make(chan struct{})}
 				streams[i] = st
-				s, err := bus.subscribe(fmt.Sprint(i), set, 0)
+				s, err := bus.subscribe(fmt.Sprint(i), set, 0, true)
 				if err != nil {
 					b.Fatal(err)
 				}

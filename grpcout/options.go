@@ -99,6 +99,10 @@ type Options struct {
 	// Logger logs subscriber connects, disconnects and slow-subscriber
 	// actions (never per event). Default slog.Default().
 	Logger *slog.Logger
+	// NoTypedView says that the events never carry the typed oneof view
+	// (the decoder runs with decode.Options.NoTypedView): a subscription
+	// asking for PAYLOAD_VIEW_TYPED is refused, UNSPECIFIED means JSON.
+	NoTypedView bool
 }
 
 // Defaults of Options.

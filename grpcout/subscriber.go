@@ -39,6 +39,8 @@ type subscriber struct {
 	label   string
 	set     route.Set
 	max     int
+	typed   bool      // wants the typed view
+	jv      *jsonView // copies without the typed view; nil when typed
 	q       *ring.Ring[*route.Batch]
 	notify  chan struct{} // dispatcher -> parked writer; 1-buffered
 	room    chan struct{} // writer -> dispatcher waiting for room (Block); 1-buffered
@@ -75,8 +77,14 @@ type subscriber struct {
 	removed bool
 }
 
-func newSubscriber(b *Bus, id string, set route.Set, max int, label string) *subscriber {
+func newSubscriber(b *Bus, id string, set route.Set, max int, label string, typed bool) *subscriber {
+	var jv *jsonView
+	if !typed {
+		jv = newJSONView(min(max, 16)) // grows to the largest message sent
+	}
 	return &subscriber{
+		typed:   typed,
+		jv:      jv,
 		bus:     b,
 		id:      id,
 		label:   label,
@@ -128,7 +136,11 @@ func (s *subscriber) pack() int {
 		i := s.curIdx
 		for ; i < len(evs) && len(out) < max; i++ {
 			if s.set.Has(tops[i]) {
-				out = append(out, evs[i])
+				ev := evs[i]
+				if s.jv != nil {
+					ev = s.jv.of(ev)
+				}
+				out = append(out, ev)
 			}
 		}
 		if i < len(evs) {
@@ -159,6 +171,9 @@ func (s *subscriber) sentDone(ok bool) {
 	n := len(s.out.Events)
 	clear(s.out.Events)
 	s.out.Events = s.out.Events[:0]
+	if s.jv != nil {
+		s.jv.reset()
+	}
 	var now int64
 	if ok {
 		now = time.Now().UnixNano()

@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -326,3 +327,30 @@ func counterValue(t testing.TB, c prometheus.Counter) float64 {
 
 // forbiddenWords must never appear in the /metrics body (CONTRACT section 1).
 var forbiddenWords = []string{"password", "secret", "key", "token", "private", "stack trace"}
+
+// TestPayloadView: a PAYLOAD_VIEW_JSON subscriber gets the stored events
+// without their typed view, a default one with it; a bus whose events carry
+// no view refuses PAYLOAD_VIEW_TYPED.
+func TestPayloadView(t *testing.T) {
+	emb := startEmbedded(t, t.TempDir())
+	e := startEnv(t, Options{Embedded: emb}, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	js := subscribe(t, ctx, e.client, &jimbotpb.SubscribeRequest{PayloadView: jimbotpb.PayloadView_PAYLOAD_VIEW_JSON})
+	def := subscribe(t, ctx, e.client, &jimbotpb.SubscribeRequest{})
+	e.postOK(ids("v", 0, 4), 4)
+	for i, ev := range recvN(t, js, 4) {
+		require.Nil(t, ev.GetPayload(), "event %d", i)
+		require.JSONEq(t, fmt.Sprintf(`{"n":%d}`, i), string(ev.GetPayloadJson()))
+	}
+	got := recvN(t, def, 4)
+	require.NotNil(t, got[0].GetHeartbeat(), "typed view by default")
+	require.NotNil(t, got[1].GetMoneyChanged())
+
+	emb2 := startEmbedded(t, t.TempDir())
+	e2 := startEnv(t, Options{Embedded: emb2, NoTypedView: true}, false)
+	st, err := e2.client.Subscribe(ctx, &jimbotpb.SubscribeRequest{PayloadView: jimbotpb.PayloadView_PAYLOAD_VIEW_TYPED})
+	require.NoError(t, err)
+	_, err = st.Recv()
+	require.Equal(t, codes.FailedPrecondition, status.Code(err), "%v", err)
+}

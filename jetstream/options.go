@@ -88,6 +88,10 @@ type Options struct {
 	// Logger logs connection changes, subscribers and failures (never per
 	// event). Default slog.Default().
 	Logger *slog.Logger
+	// NoTypedView: the published events carry no typed view (the decoder
+	// runs with decode.Options.NoTypedView), so a subscription asking for
+	// PAYLOAD_VIEW_TYPED is refused (grpcout.ResolveView).
+	NoTypedView bool
 
 	// pullExpiry is how long one pull request of a subscriber's consumer
 	// waits; a lost one (a consumer leader that changed) is noticed after

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/jimbot/jimbus/grpcout"
 	jimbotpb "github.com/jimbot/jimbus/proto"
 	"github.com/jimbot/jimbus/route"
 )
@@ -37,6 +38,7 @@ type session struct {
 	label   string
 	durable bool
 	max     int
+	typed   bool // wants the typed view; otherwise it is cleared
 
 	msgs chan natsjs.Msg // consumer callback -> writer
 	errc chan error      // consumer failures that end the stream; 1-buffered
@@ -86,6 +88,10 @@ func (b *Bus) Serve(req *jimbotpb.SubscribeRequest, st grpc.ServerStreamingServe
 	if err := checkStart(req); err != nil {
 		return err
 	}
+	typed, err := grpcout.ResolveView(req.GetPayloadView(), b.opts.NoTypedView)
+	if err != nil {
+		return err
+	}
 	if !b.ready() {
 		return status.Error(codes.Unavailable, "jetstream: the bus is not started; retry later")
 	}
@@ -123,7 +129,7 @@ func (b *Bus) Serve(req *jimbotpb.SubscribeRequest, st grpc.ServerStreamingServe
 	}()
 
 	s := &session{
-		b: b, id: id, label: label, durable: id != "", max: maxBatch,
+		b: b, id: id, label: label, durable: id != "", max: maxBatch, typed: typed,
 		msgs:        make(chan natsjs.Msg, 2*maxBatch),
 		errc:        make(chan error, 1),
 		gone:        make(chan struct{}),
@@ -452,6 +458,9 @@ func (s *session) add(m natsjs.Msg) {
 		return
 	}
 	ev.BusSequence = meta.Sequence.Stream
+	if !s.typed {
+		ev.Payload = nil
+	}
 	if ev.Topic == "" {
 		ev.Topic = strings.TrimPrefix(m.Subject(), s.b.prefix)
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	jimbotpb "github.com/jimbot/jimbus/proto"
 )
 
 // SyntheticBatch returns a batch body of n events in BalatroMCP's shapes
@@ -97,6 +99,10 @@ type HTTPOptions struct {
 	GRPC string
 	// AllowRemote permits a URL or GRPC that is not loopback.
 	AllowRemote bool
+	// PayloadView is the subscription's payload view (UNSPECIFIED: the
+	// bus's default). With PAYLOAD_VIEW_JSON, and no other subscriber
+	// wanting them, the bus builds no typed views.
+	PayloadView jimbotpb.PayloadView
 	// Progress receives a progress line every second. nil: none.
 	Progress io.Writer
 }
@@ -183,7 +189,7 @@ func LoadHTTP(ctx context.Context, opts HTTPOptions) (*HTTPReport, error) {
 	defer subCancel()
 	var subWG sync.WaitGroup
 	if o.GRPC != "" {
-		conn, stream, err := openSubscription(subCtx, o.GRPC, "loadtest-http")
+		conn, stream, err := openSubscription(subCtx, o.GRPC, "loadtest-http", o.PayloadView)
 		if err != nil {
 			return nil, err
 		}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	jimbotpb "github.com/jimbot/jimbus/proto"
 )
 
 // ReplayOptions configures Replay. The zero value of every field but
@@ -57,6 +59,8 @@ type ReplayOptions struct {
 	RequestTimeout time.Duration
 	// AllowRemote permits a Target or GRPC that is not loopback.
 	AllowRemote bool
+	// PayloadView is the subscription's payload view, as HTTPOptions'.
+	PayloadView jimbotpb.PayloadView
 	// Salt makes this run's rewritten ids differ from other runs' (see
 	// RewriteMask). Default: random.
 	Salt uint32

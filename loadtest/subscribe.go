@@ -22,8 +22,9 @@ import (
 // probeSource is the source of the probe event Replay sends before it starts.
 const probeSource = "jimbus-loadtest"
 
-// openSubscription dials addr and subscribes to every topic (">").
-func openSubscription(ctx context.Context, addr, id string) (*grpc.ClientConn, grpc.ServerStreamingClient[jimbotpb.EventBatch], error) {
+// openSubscription dials addr and subscribes to every topic (">") with
+// the payload view view.
+func openSubscription(ctx context.Context, addr, id string, view jimbotpb.PayloadView) (*grpc.ClientConn, grpc.ServerStreamingClient[jimbotpb.EventBatch], error) {
 	conn, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
@@ -42,7 +43,7 @@ func openSubscription(ctx context.Context, addr, id string) (*grpc.ClientConn, g
 		}
 	}
 	stream, err := jimbotpb.NewEventBusClient(conn).Subscribe(ctx,
-		&jimbotpb.SubscribeRequest{TopicPatterns: []string{">"}, SubscriberId: id})
+		&jimbotpb.SubscribeRequest{TopicPatterns: []string{">"}, SubscriberId: id, PayloadView: view})
 	if err != nil {
 		conn.Close()
 		return nil, nil, fmt.Errorf("cannot subscribe to %s: %w", addr, err)
@@ -53,7 +54,7 @@ func openSubscription(ctx context.Context, addr, id string) (*grpc.ClientConn, g
 // subscribe receives every event until ctx ends, accounting for the
 // replay's own. It reports on ready once the stream is open (or failed).
 func (r *runner) subscribe(ctx context.Context, ready chan<- error) error {
-	conn, stream, err := openSubscription(ctx, r.o.GRPC, "loadtest-replay")
+	conn, stream, err := openSubscription(ctx, r.o.GRPC, "loadtest-replay", r.o.PayloadView)
 	ready <- err
 	if err != nil {
 		return nil

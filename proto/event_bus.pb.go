@@ -23,6 +23,59 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// PayloadView is how a subscriber receives each event's payload.
+type PayloadView int32
+
+const (
+	// The server's default (--typed-view).
+	PayloadView_PAYLOAD_VIEW_UNSPECIFIED PayloadView = 0
+	// payload_json and, where the type has one, the typed oneof view.
+	PayloadView_PAYLOAD_VIEW_TYPED PayloadView = 1
+	// payload_json only: Event.payload is never set.
+	PayloadView_PAYLOAD_VIEW_JSON PayloadView = 2
+)
+
+// Enum value maps for PayloadView.
+var (
+	PayloadView_name = map[int32]string{
+		0: "PAYLOAD_VIEW_UNSPECIFIED",
+		1: "PAYLOAD_VIEW_TYPED",
+		2: "PAYLOAD_VIEW_JSON",
+	}
+	PayloadView_value = map[string]int32{
+		"PAYLOAD_VIEW_UNSPECIFIED": 0,
+		"PAYLOAD_VIEW_TYPED":       1,
+		"PAYLOAD_VIEW_JSON":        2,
+	}
+)
+
+func (x PayloadView) Enum() *PayloadView {
+	p := new(PayloadView)
+	*p = x
+	return p
+}
+
+func (x PayloadView) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PayloadView) Descriptor() protoreflect.EnumDescriptor {
+	return file_event_bus_proto_enumTypes[0].Descriptor()
+}
+
+func (PayloadView) Type() protoreflect.EnumType {
+	return &file_event_bus_proto_enumTypes[0]
+}
+
+func (x PayloadView) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PayloadView.Descriptor instead.
+func (PayloadView) EnumDescriptor() ([]byte, []int) {
+	return file_event_bus_proto_rawDescGZIP(), []int{0}
+}
+
 // StartPosition is where a subscription starts.
 type StartPosition int32
 
@@ -68,11 +121,11 @@ func (x StartPosition) String() string {
 }
 
 func (StartPosition) Descriptor() protoreflect.EnumDescriptor {
-	return file_event_bus_proto_enumTypes[0].Descriptor()
+	return file_event_bus_proto_enumTypes[1].Descriptor()
 }
 
 func (StartPosition) Type() protoreflect.EnumType {
-	return &file_event_bus_proto_enumTypes[0]
+	return &file_event_bus_proto_enumTypes[1]
 }
 
 func (x StartPosition) Number() protoreflect.EnumNumber {
@@ -81,7 +134,7 @@ func (x StartPosition) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use StartPosition.Descriptor instead.
 func (StartPosition) EnumDescriptor() ([]byte, []int) {
-	return file_event_bus_proto_rawDescGZIP(), []int{0}
+	return file_event_bus_proto_rawDescGZIP(), []int{1}
 }
 
 type PublishResponse struct {
@@ -186,7 +239,14 @@ type SubscribeRequest struct {
 	StartSequence uint64 `protobuf:"varint,6,opt,name=start_sequence,json=startSequence,proto3" json:"start_sequence,omitempty"`
 	// With START_POSITION_TIME: deliver the events stored at or after this
 	// time, Unix nanoseconds.
-	StartTimeNs   int64 `protobuf:"varint,7,opt,name=start_time_ns,json=startTimeNs,proto3" json:"start_time_ns,omitempty"`
+	StartTimeNs int64 `protobuf:"varint,7,opt,name=start_time_ns,json=startTimeNs,proto3" json:"start_time_ns,omitempty"`
+	// Whether the events carry the typed oneof view of their payload
+	// (Event.payload) beside payload_json. UNSPECIFIED is the server's
+	// default (typed, unless it runs with --typed-view=false). Subscribers
+	// that read payload_json only should ask for PAYLOAD_VIEW_JSON: while no
+	// subscriber wants the view the bus does not build it, which halves its
+	// CPU per event, and their messages are smaller.
+	PayloadView   PayloadView `protobuf:"varint,8,opt,name=payload_view,json=payloadView,proto3,enum=jimbot.PayloadView" json:"payload_view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -268,6 +328,13 @@ func (x *SubscribeRequest) GetStartTimeNs() int64 {
 		return x.StartTimeNs
 	}
 	return 0
+}
+
+func (x *SubscribeRequest) GetPayloadView() PayloadView {
+	if x != nil {
+		return x.PayloadView
+	}
+	return PayloadView_PAYLOAD_VIEW_UNSPECIFIED
 }
 
 // SubscribeAckRequest is one message from a SubscribeAck client.
@@ -402,7 +469,7 @@ const file_event_bus_proto_rawDesc = "" +
 	"\n" +
 	"duplicates\x18\x04 \x01(\x05R\n" +
 	"duplicates\x12\x1a\n" +
-	"\brejected\x18\x05 \x01(\x05R\brejected\"\xb6\x02\n" +
+	"\brejected\x18\x05 \x01(\x05R\brejected\"\xee\x02\n" +
 	"\x10SubscribeRequest\x12#\n" +
 	"\rtopic_pattern\x18\x01 \x01(\tR\ftopicPattern\x12#\n" +
 	"\rsubscriber_id\x18\x02 \x01(\tR\fsubscriberId\x12%\n" +
@@ -410,14 +477,19 @@ const file_event_bus_proto_rawDesc = "" +
 	"\x10max_batch_events\x18\x04 \x01(\rR\x0emaxBatchEvents\x12<\n" +
 	"\x0estart_position\x18\x05 \x01(\x0e2\x15.jimbot.StartPositionR\rstartPosition\x12%\n" +
 	"\x0estart_sequence\x18\x06 \x01(\x04R\rstartSequence\x12\"\n" +
-	"\rstart_time_ns\x18\a \x01(\x03R\vstartTimeNs\"p\n" +
+	"\rstart_time_ns\x18\a \x01(\x03R\vstartTimeNs\x126\n" +
+	"\fpayload_view\x18\b \x01(\x0e2\x13.jimbot.PayloadViewR\vpayloadView\"p\n" +
 	"\x13SubscribeAckRequest\x126\n" +
 	"\tsubscribe\x18\x01 \x01(\v2\x18.jimbot.SubscribeRequestR\tsubscribe\x12!\n" +
 	"\fack_sequence\x18\x02 \x01(\x04R\vackSequence\"T\n" +
 	"\aCommand\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12!\n" +
 	"\fpayload_json\x18\x02 \x01(\fR\vpayloadJson\x12\x12\n" +
-	"\x04line\x18\x03 \x01(\tR\x04line*\x97\x01\n" +
+	"\x04line\x18\x03 \x01(\tR\x04line*Z\n" +
+	"\vPayloadView\x12\x1c\n" +
+	"\x18PAYLOAD_VIEW_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12PAYLOAD_VIEW_TYPED\x10\x01\x12\x15\n" +
+	"\x11PAYLOAD_VIEW_JSON\x10\x02*\x97\x01\n" +
 	"\rStartPosition\x12\x1e\n" +
 	"\x1aSTART_POSITION_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12START_POSITION_NEW\x10\x01\x12\x18\n" +
@@ -443,35 +515,37 @@ func file_event_bus_proto_rawDescGZIP() []byte {
 	return file_event_bus_proto_rawDescData
 }
 
-var file_event_bus_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_event_bus_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_event_bus_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_event_bus_proto_goTypes = []any{
-	(StartPosition)(0),          // 0: jimbot.StartPosition
-	(*PublishResponse)(nil),     // 1: jimbot.PublishResponse
-	(*SubscribeRequest)(nil),    // 2: jimbot.SubscribeRequest
-	(*SubscribeAckRequest)(nil), // 3: jimbot.SubscribeAckRequest
-	(*Command)(nil),             // 4: jimbot.Command
-	(*Event)(nil),               // 5: jimbot.Event
-	(*EventBatch)(nil),          // 6: jimbot.EventBatch
+	(PayloadView)(0),            // 0: jimbot.PayloadView
+	(StartPosition)(0),          // 1: jimbot.StartPosition
+	(*PublishResponse)(nil),     // 2: jimbot.PublishResponse
+	(*SubscribeRequest)(nil),    // 3: jimbot.SubscribeRequest
+	(*SubscribeAckRequest)(nil), // 4: jimbot.SubscribeAckRequest
+	(*Command)(nil),             // 5: jimbot.Command
+	(*Event)(nil),               // 6: jimbot.Event
+	(*EventBatch)(nil),          // 7: jimbot.EventBatch
 }
 var file_event_bus_proto_depIdxs = []int32{
-	0, // 0: jimbot.SubscribeRequest.start_position:type_name -> jimbot.StartPosition
-	2, // 1: jimbot.SubscribeAckRequest.subscribe:type_name -> jimbot.SubscribeRequest
-	5, // 2: jimbot.EventBus.PublishEvent:input_type -> jimbot.Event
-	6, // 3: jimbot.EventBus.PublishBatch:input_type -> jimbot.EventBatch
-	2, // 4: jimbot.EventBus.Subscribe:input_type -> jimbot.SubscribeRequest
-	3, // 5: jimbot.EventBus.SubscribeAck:input_type -> jimbot.SubscribeAckRequest
-	4, // 6: jimbot.EventBus.SendCommand:input_type -> jimbot.Command
-	1, // 7: jimbot.EventBus.PublishEvent:output_type -> jimbot.PublishResponse
-	1, // 8: jimbot.EventBus.PublishBatch:output_type -> jimbot.PublishResponse
-	6, // 9: jimbot.EventBus.Subscribe:output_type -> jimbot.EventBatch
-	6, // 10: jimbot.EventBus.SubscribeAck:output_type -> jimbot.EventBatch
-	1, // 11: jimbot.EventBus.SendCommand:output_type -> jimbot.PublishResponse
-	7, // [7:12] is the sub-list for method output_type
-	2, // [2:7] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	1, // 0: jimbot.SubscribeRequest.start_position:type_name -> jimbot.StartPosition
+	0, // 1: jimbot.SubscribeRequest.payload_view:type_name -> jimbot.PayloadView
+	3, // 2: jimbot.SubscribeAckRequest.subscribe:type_name -> jimbot.SubscribeRequest
+	6, // 3: jimbot.EventBus.PublishEvent:input_type -> jimbot.Event
+	7, // 4: jimbot.EventBus.PublishBatch:input_type -> jimbot.EventBatch
+	3, // 5: jimbot.EventBus.Subscribe:input_type -> jimbot.SubscribeRequest
+	4, // 6: jimbot.EventBus.SubscribeAck:input_type -> jimbot.SubscribeAckRequest
+	5, // 7: jimbot.EventBus.SendCommand:input_type -> jimbot.Command
+	2, // 8: jimbot.EventBus.PublishEvent:output_type -> jimbot.PublishResponse
+	2, // 9: jimbot.EventBus.PublishBatch:output_type -> jimbot.PublishResponse
+	7, // 10: jimbot.EventBus.Subscribe:output_type -> jimbot.EventBatch
+	7, // 11: jimbot.EventBus.SubscribeAck:output_type -> jimbot.EventBatch
+	2, // 12: jimbot.EventBus.SendCommand:output_type -> jimbot.PublishResponse
+	8, // [8:13] is the sub-list for method output_type
+	3, // [3:8] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_event_bus_proto_init() }
@@ -485,7 +559,7 @@ func file_event_bus_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_event_bus_proto_rawDesc), len(file_event_bus_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -21,6 +21,8 @@ type Batch struct {
 
 	refs atomic.Int32
 	free func(*Batch)
+	// fill builds the typed views the creator skipped (DeferTyped).
+	fill func(*Batch)
 }
 
 // NewBatch returns a batch with one reference; free, if not nil, is called
@@ -38,7 +40,28 @@ func (b *Batch) Reset() {
 	b.Events = b.Events[:0]
 	b.Topics = b.Topics[:0]
 	b.ReceivedAt = 0
+	b.fill = nil
 	b.refs.Store(1)
+}
+
+// DeferTyped records that the creator left out the events' typed payload
+// views (jimbotpb.Event.Payload) because no consumer wanted them when it
+// built b, and that fill builds them. Creator only, before b is published.
+func (b *Batch) DeferTyped(fill func(*Batch)) { b.fill = fill }
+
+// TypedDeferred reports whether the typed views were left out and not built
+// since.
+func (b *Batch) TypedDeferred() bool { return b.fill != nil }
+
+// FillTyped builds the typed views that DeferTyped left out; it does nothing
+// when there are none to build. It writes the events: only the goroutine that
+// owns b before anyone reads its events may call it (the fan-out's
+// dispatcher, before it queues b to a subscriber that wants the views).
+func (b *Batch) FillTyped() {
+	if f := b.fill; f != nil {
+		b.fill = nil
+		f(b)
+	}
 }
 
 // Add appends an event with its topic.

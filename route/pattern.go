@@ -120,3 +120,17 @@ func Patterns(req *jimbotpb.SubscribeRequest) []string {
 	}
 	return patterns
 }
+
+// ParseView reads a payload view as the command-line tools take it:
+// "" or "default" (the server's default), "typed", or "json".
+func ParseView(s string) (jimbotpb.PayloadView, error) {
+	switch strings.ToLower(s) {
+	case "", "default":
+		return jimbotpb.PayloadView_PAYLOAD_VIEW_UNSPECIFIED, nil
+	case "typed":
+		return jimbotpb.PayloadView_PAYLOAD_VIEW_TYPED, nil
+	case "json":
+		return jimbotpb.PayloadView_PAYLOAD_VIEW_JSON, nil
+	}
+	return 0, fmt.Errorf("bad payload view %q: want default, typed or json", s)
+}

@@ -224,3 +224,16 @@ func TestParseTypeTable(t *testing.T) {
 		require.False(t, ok, v)
 	}
 }
+
+func TestParseView(t *testing.T) {
+	for s, want := range map[string]jimbotpb.PayloadView{
+		"": jimbotpb.PayloadView_PAYLOAD_VIEW_UNSPECIFIED, "default": jimbotpb.PayloadView_PAYLOAD_VIEW_UNSPECIFIED,
+		"typed": jimbotpb.PayloadView_PAYLOAD_VIEW_TYPED, "JSON": jimbotpb.PayloadView_PAYLOAD_VIEW_JSON,
+	} {
+		got, err := ParseView(s)
+		require.NoError(t, err, s)
+		require.Equal(t, want, got, s)
+	}
+	_, err := ParseView("both")
+	require.ErrorContains(t, err, "want default, typed or json")
+}

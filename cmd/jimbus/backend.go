@@ -106,6 +106,10 @@ type backend struct {
 	// with memory, the relay through NATS with jetstream and --nats-commands.
 	// Call it before start.
 	commands func(local *ingest.Commands) grpcout.CommandQueue
+	// typedWanted is the decoder's decode.Options.TypedWanted: whether a
+	// subscriber wants the typed view now. nil: always (a durable stream's
+	// future readers cannot say).
+	typedWanted func() bool
 }
 
 // checkCommand refuses a command that the game's queue would refuse, before
@@ -134,6 +138,7 @@ func (f *backendFlags) build(mem grpcout.Options, reg prometheus.Registerer, log
 		return backend{
 			name: backendMemory, publisher: bus, subs: bus, memory: bus,
 			start: bus.Start, stop: bus.Stop, healthy: func() error { return nil }, commands: localCommands,
+			typedWanted: bus.WantsTypedView,
 		}, nil
 	case backendJetStream:
 	default:
@@ -154,6 +159,7 @@ func (f *backendFlags) build(mem grpcout.Options, reg prometheus.Registerer, log
 		MaxBatchEvents:      mem.MaxBatchEvents,
 		MaxSubscribers:      mem.MaxSubscribers,
 		MaxSubscriberLabels: mem.MaxSubscriberLabels,
+		NoTypedView:         mem.NoTypedView,
 		Registerer:          reg,
 		Logger:              logger,
 	}

@@ -324,3 +324,32 @@ func TestShutdownDelivers(t *testing.T) {
 	}
 	require.Len(t, sub.snapshot(), n)
 }
+
+// TestPayloadViewEndToEnd: a subscriber that asks for PAYLOAD_VIEW_JSON gets
+// payload_json byte-exact and no typed view; while it is the only one, the
+// bus does not build views; a default subscriber that joins gets them from
+// its first event on, the JSON subscriber still none.
+func TestPayloadViewEndToEnd(t *testing.T) {
+	b := startBus(t)
+	js := b.subscribeReq(&jimbotpb.SubscribeRequest{SubscriberId: "json", PayloadView: jimbotpb.PayloadView_PAYLOAD_VIEW_JSON})
+	require.False(t, b.srv.bus.WantsTypedView())
+	state := readExample(t, "request_batch_state_change.json")
+	b.ok("/api/v1/events/batch", string(state))
+	want := eventsOf(t, state, true)
+	got := js.waitFor(t, len(want))
+	for i, ev := range got {
+		require.Nil(t, ev.GetPayload(), "event %d", i)
+		require.Equal(t, want[i].payload, string(ev.GetPayloadJson()))
+	}
+
+	typed := b.subscribe(">")
+	require.True(t, b.srv.bus.WantsTypedView())
+	gs := readExample(t, "event_GAME_STATE.with_changes.json")
+	b.ok("/api/v1/events", string(gs))
+	got = js.waitFor(t, len(want)+1)
+	require.Nil(t, got[len(want)].GetPayload())
+	require.Equal(t, string(eventsOf(t, gs, false)[0].payload), string(got[len(want)].GetPayloadJson()))
+	tg := typed.waitFor(t, 1)
+	require.NotEmpty(t, tg[0].GetGameState().GetDeck().GetFullDeck(), "typed view for the default subscriber")
+	require.Equal(t, string(got[len(want)].GetPayloadJson()), string(tg[0].GetPayloadJson()))
+}

@@ -127,14 +127,18 @@ type subscriber struct {
 
 func (b *testBus) subscribe(patterns ...string) *subscriber {
 	b.t.Helper()
+	return b.subscribeReq(&jimbotpb.SubscribeRequest{TopicPatterns: patterns, SubscriberId: "e2e"})
+}
+
+// subscribeReq subscribes with req and waits until the bus routes to it.
+func (b *testBus) subscribeReq(req *jimbotpb.SubscribeRequest) *subscriber {
+	b.t.Helper()
 	conn, err := grpc.NewClient(b.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(b.t, err)
 	b.t.Cleanup(func() { conn.Close() })
 	before := b.srv.bus.Subscribers()
 	ctx, cancel := context.WithCancel(context.Background())
-	stream, err := jimbotpb.NewEventBusClient(conn).Subscribe(ctx, &jimbotpb.SubscribeRequest{
-		TopicPatterns: patterns, SubscriberId: "e2e",
-	})
+	stream, err := jimbotpb.NewEventBusClient(conn).Subscribe(ctx, req)
 	require.NoError(b.t, err)
 	s := &subscriber{done: make(chan error, 1), cancel: cancel}
 	b.t.Cleanup(cancel)

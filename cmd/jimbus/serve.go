@@ -65,7 +65,8 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.dedupMax, "dedup-max", 1<<20, "most event ids remembered for deduplication")
 	fs.IntVar(&c.commandQueue, "command-queue", 1024, "most commands waiting for the game's poll")
 	fs.IntVar(&c.maxEvents, "max-batch", 10000, "most events in one batch request")
-	fs.BoolVar(&c.typedView, "typed-view", true, "also decode each known payload into the Event's typed oneof (payload_json is always sent); false roughly halves the CPU per event")
+	fs.BoolVar(&c.typedView, "typed-view", true, "build each known payload's typed oneof view for the subscribers that want it (SubscribeRequest.payload_view TYPED or UNSPECIFIED; "+
+		"payload_json is always sent, and while no subscriber wants the view it is not built); false: never, and TYPED subscriptions are refused")
 	fs.IntVar(&c.ringShards, "ring-shards", 0, "number of ring shards (0: 2 x GOMAXPROCS)")
 	fs.IntVar(&c.ringSize, "ring-size", 4096, "batches each ring shard holds")
 	fs.IntVar(&c.queueSize, "subscriber-queue", 1024, "batches queued per subscriber")
@@ -192,6 +193,7 @@ func newServer(cfg config, logger *slog.Logger) (*server, error) {
 		SlowPolicy:     policy,
 		BlockTimeout:   cfg.slowBlockWait,
 		MaxSubscribers: cfg.maxSubs,
+		NoTypedView:    !cfg.typedView,
 	}, s.reg, logger.With("component", "fanout"))
 	if err != nil {
 		return nil, fmt.Errorf("cannot create the fan-out: %w", err)
@@ -211,7 +213,7 @@ func newServer(cfg config, logger *slog.Logger) (*server, error) {
 		Registerer:       s.reg,
 		Gatherer:         s.reg,
 		Logger:           logger.With("component", "ingest"),
-		DecodeOptions:    decode.Options{MaxEvents: cfg.maxEvents, NoTypedView: !cfg.typedView, MaxDepth: cfg.limits.maxDepth, MaxStringLen: cfg.limits.maxString},
+		DecodeOptions:    decode.Options{MaxEvents: cfg.maxEvents, NoTypedView: !cfg.typedView, TypedWanted: s.backend.typedWanted, MaxDepth: cfg.limits.maxDepth, MaxStringLen: cfg.limits.maxString},
 		AuthSecret:       string(s.sec.secret),
 	}
 	if s.capture != nil {

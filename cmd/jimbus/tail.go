@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	jimbotpb "github.com/jimbot/jimbus/proto"
+	"github.com/jimbot/jimbus/route"
 )
 
 // runTail subscribes to a running bus and prints every event as one JSON
@@ -26,6 +27,7 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	addr := fs.String("addr", "127.0.0.1:50051", "gRPC address of the bus")
 	id := fs.String("id", "jimbus-tail", "subscriber id shown in the bus's metrics")
 	count := fs.Int("count", 0, "exit after this many events (0: run until interrupted)")
+	viewFlag := fs.String("payload-view", "default", "typed: with each payload's typed view; json: payload_json only; default: the bus's default")
 	var cf clientFlags
 	cf.register(fs)
 	fs.Usage = usageWithEnv(fs, "Usage: jimbus tail [flags] [PATTERN...]\n\n"+
@@ -35,6 +37,11 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
+		return 2
+	}
+	view, err := route.ParseView(*viewFlag)
+	if err != nil {
+		fmt.Fprintln(stderr, "jimbus tail:", err)
 		return 2
 	}
 	patterns := fs.Args()
@@ -53,7 +60,7 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	defer conn.Close()
 	stream, err := jimbotpb.NewEventBusClient(conn).Subscribe(ctx, &jimbotpb.SubscribeRequest{
-		TopicPatterns: patterns, SubscriberId: *id,
+		TopicPatterns: patterns, SubscriberId: *id, PayloadView: view,
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "jimbus tail:", err)

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/jimbot/jimbus/loadtest"
+	"github.com/jimbot/jimbus/route"
 )
 
 const usage = `usage:
@@ -225,6 +226,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	jsonOut := fs.String("json", "", `write the report as JSON to this file ("-": stdout)`)
 	allowRemote := fs.Bool("allow-remote", false, "allow a target that is not loopback")
 	quiet := fs.Bool("quiet", false, "no progress line")
+	viewFlag := fs.String("payload-view", "default", "the subscription's payload view: default (the bus's), typed, or json (payload_json only; the bus builds no typed views while no subscriber wants them)")
 	noProbe := fs.Bool("no-probe", false, "do not post a probe event to check the subscription first")
 	salt := fs.Uint("salt", 0, "id rewriting salt (default random, so reruns are new events)")
 	pos, err := parseInterleaved(fs, args)
@@ -264,10 +266,15 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		sessions = append(sessions, recs)
 	}
+	view, err := route.ParseView(*viewFlag)
+	if err != nil {
+		fmt.Fprintln(stderr, "loadtest replay:", err)
+		return 2
+	}
 	opts := loadtest.ReplayOptions{
 		Target: *target, GRPC: *grpcAddr, Sessions: sessions, Games: *games, Speed: *speed, Rate: r,
 		Conns: *conns, Duration: *duration, Grace: *grace, Stagger: *stagger, AllowRemote: *allowRemote,
-		Salt: uint32(*salt), NoProbe: *noProbe,
+		Salt: uint32(*salt), NoProbe: *noProbe, PayloadView: view,
 	}
 	if !*quiet {
 		opts.Progress = stderr
@@ -302,6 +309,7 @@ func runHTTP(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	jsonOut := fs.String("json", "", `write the report as JSON to this file ("-": stdout)`)
 	allowRemote := fs.Bool("allow-remote", false, "allow a target that is not loopback")
 	quiet := fs.Bool("quiet", false, "no progress line")
+	viewFlag := fs.String("payload-view", "default", "the subscription's payload view: default (the bus's), typed, or json (payload_json only; the bus builds no typed views while no subscriber wants them)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return 2
@@ -326,8 +334,13 @@ func runHTTP(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if u := strings.TrimPrefix(url, "http://"); !strings.Contains(strings.TrimSuffix(u, "/"), "/") {
 		url = strings.TrimSuffix(url, "/") + loadtest.PathBatch
 	}
+	view, err := route.ParseView(*viewFlag)
+	if err != nil {
+		fmt.Fprintln(stderr, "loadtest http:", err)
+		return 2
+	}
 	opts := loadtest.HTTPOptions{
-		URL: url, Body: body, Conns: *conns, Duration: *duration, GRPC: *grpcAddr, AllowRemote: *allowRemote,
+		URL: url, Body: body, Conns: *conns, Duration: *duration, GRPC: *grpcAddr, AllowRemote: *allowRemote, PayloadView: view,
 		Header: [][2]string{{"Content-Type", *contentType}, {"User-Agent", "BalatroMCP/1.0"}},
 	}
 	if !*quiet {

@@ -32,17 +32,21 @@ func TestAllocsDecode(t *testing.T) {
 		}{KindBatch, b}
 	}
 	for name, tc := range bodies {
-		for _, opts := range []Options{{}, {NoTypedView: true}} {
+		// The third: the view deferred (nobody wants it), then built by
+		// FillTyped as the fan-out does for a late subscriber.
+		deferred := Options{TypedWanted: func() bool { return false }}
+		for _, opts := range []Options{{}, {NoTypedView: true}, deferred} {
 			d := New(opts)
 			n := testing.AllocsPerRun(200, func() {
 				r := d.Decode(tc.kind, tc.body, 1)
 				if r.Fatal != "" || r.Rejected != 0 || r.Accepted == 0 {
 					t.Fatalf("%s: %s", name, r.AppendError(nil))
 				}
+				r.Batch.FillTyped()
 				r.Batch.Release()
 				d.ReleaseResult(r)
 			})
-			require.Zero(t, n, "%s %+v", name, opts)
+			require.Zero(t, n, "%s typed=%v deferred=%v", name, !opts.NoTypedView, opts.TypedWanted != nil)
 		}
 	}
 }

@@ -30,6 +30,13 @@ type Options struct {
 	MaxStringLen int
 	// NoTypedView skips the typed oneof view (payload_json is always set).
 	NoTypedView bool
+	// TypedWanted, when set, is asked once per request whether any consumer
+	// wants the typed view now (grpcout.Bus.WantsTypedView). When it says
+	// no, the view is left out and the batch is marked so that
+	// route.Batch.FillTyped builds it later, should a consumer that wants it
+	// receive the batch after all (one that subscribed while the request
+	// was decoded). Ignored with NoTypedView.
+	TypedWanted func() bool
 }
 
 // Kind is the endpoint a body came to.
@@ -165,6 +172,10 @@ func (d *Decoder) Decode(kind Kind, body []byte, receivedAt int64) *Result {
 		buf:        st.orig,
 		members:    st.members[:0],
 		envNext:    envOrder,
+	}
+	if p.typedView && d.opts.TypedWanted != nil && !d.opts.TypedWanted() {
+		p.typedView, p.deferTyped = false, true
+		st.batch.DeferTyped(fillTyped)
 	}
 	p.decode()
 	st.members = p.members[:0]

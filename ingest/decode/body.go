@@ -190,6 +190,10 @@ func (p *parser) syntaxReason(e synErr) string {
 func (p *parser) rollback() {
 	st := p.st
 	st.batch.Reset()
+	if p.deferTyped {
+		st.batch.DeferTyped(fillTyped)
+	}
+	st.flags = st.flags[:0]
 	st.aux = st.aux[:0]
 	st.events.reset()
 	st.typed.reset()

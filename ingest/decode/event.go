@@ -21,6 +21,9 @@ type parser struct {
 	maxEvents  int
 	maxString  int
 	typedView  bool
+	// deferTyped: the typed view is left out for fillTyped (typedView is
+	// false); the parser records what fillTyped cannot read from the event.
+	deferTyped bool
 	// buf is the body being parsed: st.orig, or st.work after the pre-pass.
 	buf      []byte
 	repaired bool
@@ -710,6 +713,8 @@ func (p *parser) buildEvent(s, e, idx, depth int, ms []member, typeName, source,
 	}
 	if p.typedView {
 		p.typed(ev, payload.vs, payload.ve, depth+1, initial, debug)
+	} else if p.deferTyped && (initial || debug) {
+		p.st.flags = append(p.st.flags, eventFlags{len(p.st.batch.Events), initial, debug})
 	}
 	p.st.batch.Add(ev, topic)
 	p.r.Keys = append(p.r.Keys, key)

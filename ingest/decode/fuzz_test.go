@@ -144,6 +144,7 @@ func checkDecodeKind(t testing.TB, d *Decoder, body []byte, kind Kind) {
 				t.Fatalf("event %d: %v", i, err)
 			}
 		}
+		checkDeferredView(t, d, body, kind, b)
 	}
 }
 

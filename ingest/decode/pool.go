@@ -191,7 +191,17 @@ type batchState struct {
 	// parser's members.
 	spans   []span
 	members []member
-	pooled  keptMark
+	// flags lists, in event order, the envelope flags of the events whose
+	// typed view was deferred (DeferTyped) and that had one set.
+	flags  []eventFlags
+	pooled keptMark
+}
+
+// eventFlags are the envelope's initial and debug of Batch.Events[idx],
+// which the typed GameStateEvent repeats.
+type eventFlags struct {
+	idx            int
+	initial, debug bool
 }
 
 // span is [s, e) in the body.
@@ -338,6 +348,7 @@ func (st *batchState) reset() {
 	st.events.reset()
 	st.typed.reset()
 	st.spans = st.spans[:0]
+	st.flags = st.flags[:0]
 }
 
 // newEvent returns a zeroed event from the batch's slab.

@@ -354,6 +354,32 @@ func (p *parser) typed(ev *jimbotpb.Event, s, e, depth int, initial, debug bool)
 	}
 }
 
+// fillTyped builds the typed views that Decode deferred (Options.
+// TypedWanted said no): it walks each accepted event's payload_json, which
+// aliases the batch's buffers, into the batch state's reused views, as
+// Decode would have. It runs on the one goroutine that owns the batch
+// (route.Batch.FillTyped).
+func fillTyped(b *route.Batch) {
+	st := b.Owner.(*batchState)
+	p := parser{st: st, maxDepth: math.MaxInt, specAt: -1}
+	flags := st.flags
+	for i, ev := range b.Events {
+		pj := ev.PayloadJson
+		if ev.Payload != nil || ev.DeadletterReason != "" || len(pj) == 0 || pj[0] != '{' {
+			continue
+		}
+		var initial, debug bool
+		for len(flags) > 0 && flags[0].idx < i {
+			flags = flags[1:]
+		}
+		if len(flags) > 0 && flags[0].idx == i {
+			initial, debug = flags[0].initial, flags[0].debug
+		}
+		p.buf = pj
+		p.typed(ev, 0, len(pj), 1, initial, debug)
+	}
+}
+
 // walkTyped walks the object at buf[s] (nested at depth), validating it,
 // into dst.Payload as the view of type typ (types without a view: nothing
 // set), and returns its end.

@@ -1,0 +1,183 @@
+package grpcout
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	jimbotpb "github.com/jimbot/jimbus/proto"
+	"github.com/jimbot/jimbus/route"
+)
+
+// typedEvent is a heartbeat with its typed view.
+func typedEvent(id string) *jimbotpb.Event {
+	ev := newEvent(jimbotpb.EventType_EVENT_TYPE_HEARTBEAT, "", id)
+	ev.Payload = &jimbotpb.Event_Heartbeat{Heartbeat: &jimbotpb.HeartbeatEvent{Version: "1.0", Uptime: 7}}
+	return ev
+}
+
+// TestPayloadViews: a JSON subscriber receives the events without their
+// typed view, a default and a TYPED subscriber with it, from the same
+// shared events, which the JSON copies leave untouched.
+func TestPayloadViews(t *testing.T) {
+	e := newEnv(t, Options{}, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.False(t, e.bus.WantsTypedView(), "no subscriber")
+	js := subscribe(t, ctx, e.client, &jimbotpb.SubscribeRequest{PayloadView: jimbotpb.PayloadView_PAYLOAD_VIEW_JSON})
+	require.False(t, e.bus.WantsTypedView(), "only a JSON subscriber")
+	def := subscribe(t, ctx, e.client, &jimbotpb.SubscribeRequest{})
+	require.True(t, e.bus.WantsTypedView())
+	typ := subscribe(t, ctx, e.client, &jimbotpb.SubscribeRequest{PayloadView: jimbotpb.PayloadView_PAYLOAD_VIEW_TYPED, MaxBatchEvents: 2})
+
+	f := newBatches()
+	evs := []*jimbotpb.Event{typedEvent("a"), newEvent(jimbotpb.EventType_EVENT_TYPE_GAME_STATE, "", "b"), typedEvent("c")}
+	evs[0].Metadata = map[string]string{"k": "v"}
+	want := make([]*jimbotpb.Event, len(evs))
+	for i, ev := range evs {
+		want[i] = proto.Clone(ev).(*jimbotpb.Event)
+	}
+	publish(t, e.bus, 0, f.make(evs...))
+
+	got := recvN(js, 3)
+	require.NoError(t, got.err)
+	for i, ev := range got.events {
+		require.Nil(t, ev.Payload, "JSON view, event %d", i)
+		w := proto.Clone(want[i]).(*jimbotpb.Event)
+		w.Payload = nil
+		ev.BusSequence, ev.Topic = 0, ""
+		require.True(t, proto.Equal(w, ev), "event %d: %v, want %v", i, ev, w)
+	}
+	for _, st := range []jimbotpb.EventBus_SubscribeClient{def, typ} {
+		got := recvN(st, 3)
+		require.NoError(t, got.err)
+		for i, ev := range got.events {
+			require.True(t, proto.Equal(&jimbotpb.Event{Payload: want[i].Payload}, &jimbotpb.Event{Payload: ev.Payload}), "event %d", i)
+		}
+	}
+	f.requireFreedOnce(t)
+	for i, ev := range evs {
+		ev.BusSequence, ev.Topic = 0, ""
+		require.True(t, proto.Equal(want[i], ev), "shared event %d changed", i)
+	}
+}
+
+// TestPayloadViewRefused: TYPED from a bus without typed views, and an
+// unknown view, end the stream with a status that says why.
+func TestPayloadViewRefused(t *testing.T) {
+	e := newEnv(t, Options{NoTypedView: true}, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for view, code := range map[jimbotpb.PayloadView]codes.Code{
+		jimbotpb.PayloadView_PAYLOAD_VIEW_TYPED: codes.FailedPrecondition,
+		jimbotpb.PayloadView(9):                 codes.InvalidArgument,
+	} {
+		st, err := e.client.Subscribe(ctx, &jimbotpb.SubscribeRequest{PayloadView: view})
+		require.NoError(t, err)
+		_, err = st.Recv()
+		require.Equal(t, code, status.Code(err), "%v: %v", view, err)
+	}
+	// UNSPECIFIED is JSON on such a bus.
+	_ = subscribe(t, ctx, e.client, &jimbotpb.SubscribeRequest{})
+	require.False(t, e.bus.WantsTypedView())
+}
+
+// TestDeferredViewFilledForTypedSubscriber: a batch decoded while nobody
+// wanted the typed view (route.Batch.DeferTyped) is filled by the dispatcher
+// before it reaches a subscriber that wants the view, and only then.
+func TestDeferredViewFilledForTypedSubscriber(t *testing.T) {
+	e := newEnv(t, Options{}, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	js := subscribe(t, ctx, e.client, &jimbotpb.SubscribeRequest{PayloadView: jimbotpb.PayloadView_PAYLOAD_VIEW_JSON})
+
+	f := newBatches()
+	fills := 0
+	deferred := func(id string) *route.Batch {
+		bt := f.make(newEvent(jimbotpb.EventType_EVENT_TYPE_HEARTBEAT, "", id))
+		bt.DeferTyped(func(b *route.Batch) {
+			fills++ // the dispatcher only: no race
+			for _, ev := range b.Events {
+				ev.Payload = &jimbotpb.Event_Heartbeat{Heartbeat: &jimbotpb.HeartbeatEvent{Uptime: 1}}
+			}
+		})
+		return bt
+	}
+	publish(t, e.bus, 0, deferred("json-only"))
+	got := recvN(js, 1)
+	require.NoError(t, got.err)
+	require.Nil(t, got.events[0].Payload)
+
+	typ := subscribe(t, ctx, e.client, &jimbotpb.SubscribeRequest{TopicPattern: "system.>"})
+	publish(t, e.bus, 0, deferred("both"))
+	got = recvN(typ, 1)
+	require.NoError(t, got.err)
+	require.Equal(t, int64(1), got.events[0].GetHeartbeat().GetUptime(), "filled for the typed subscriber")
+	got = recvN(js, 1)
+	require.NoError(t, got.err)
+	require.Nil(t, got.events[0].Payload, "still JSON for the JSON subscriber")
+	f.requireFreedOnce(t)
+	require.Equal(t, 1, fills)
+}
+
+// TestCopyEnvelopeCopiesEveryField sets every field of an Event but the
+// typed oneof and checks copyEnvelope copies it: a field added to the proto
+// and forgotten in copyEnvelope fails here.
+func TestCopyEnvelopeCopiesEveryField(t *testing.T) {
+	src := &jimbotpb.Event{}
+	m := src.ProtoReflect()
+	fields := m.Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		if fd.ContainingOneof() != nil {
+			continue
+		}
+		switch {
+		case fd.IsMap():
+			m.Mutable(fd).Map().Set(protoreflect.ValueOfString("k").MapKey(), protoreflect.ValueOfString("v"))
+		case fd.Kind() == protoreflect.StringKind:
+			m.Set(fd, protoreflect.ValueOfString(string(fd.Name())))
+		case fd.Kind() == protoreflect.BytesKind:
+			m.Set(fd, protoreflect.ValueOfBytes([]byte(fd.Name())))
+		case fd.Kind() == protoreflect.EnumKind:
+			m.Set(fd, protoreflect.ValueOfEnum(1))
+		case fd.Kind() == protoreflect.BoolKind:
+			m.Set(fd, protoreflect.ValueOfBool(true))
+		case fd.Kind() == protoreflect.DoubleKind:
+			m.Set(fd, protoreflect.ValueOfFloat64(1.5))
+		case fd.Kind() == protoreflect.Int32Kind:
+			m.Set(fd, protoreflect.ValueOfInt32(int32(fd.Number())))
+		case fd.Kind() == protoreflect.Int64Kind:
+			m.Set(fd, protoreflect.ValueOfInt64(int64(fd.Number())))
+		case fd.Kind() == protoreflect.Uint32Kind:
+			m.Set(fd, protoreflect.ValueOfUint32(uint32(fd.Number())))
+		case fd.Kind() == protoreflect.Uint64Kind:
+			m.Set(fd, protoreflect.ValueOfUint64(uint64(fd.Number())))
+		default:
+			t.Fatalf("field %s of kind %v: teach this test to set it", fd.Name(), fd.Kind())
+		}
+	}
+	m.SetUnknown(protoreflect.RawFields{0xf8, 0x3e, 0x01}) // field 999, varint 1
+	want := proto.Clone(src).(*jimbotpb.Event)
+	src.Payload = &jimbotpb.Event_Heartbeat{Heartbeat: &jimbotpb.HeartbeatEvent{Uptime: 3}}
+
+	var dst jimbotpb.Event
+	copyEnvelope(&dst, src)
+	require.True(t, proto.Equal(want, &dst), "got %v\nwant %v", &dst, want)
+
+	v := newJSONView(1)
+	require.Same(t, want, v.of(want), "no typed view: the event itself")
+	c := v.of(src)
+	require.NotSame(t, src, c)
+	require.True(t, proto.Equal(want, c))
+	require.NotNil(t, src.Payload, "the shared event keeps its view")
+	v.of(src) // beyond the initial capacity
+	v.reset()
+	require.Zero(t, v.n)
+}

@@ -1,0 +1,122 @@
+package decode
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+
+	jimbotpb "github.com/jimbot/jimbus/proto"
+	"github.com/jimbot/jimbus/route"
+)
+
+// checkDeferredView decodes body again with the typed view deferred
+// (Options.TypedWanted says no) and checks that the batch has no view until
+// FillTyped, and then the same views as want, decoded with d.
+func checkDeferredView(t testing.TB, d *Decoder, body []byte, kind Kind, want *route.Batch) {
+	t.Helper()
+	opts := d.opts
+	opts.TypedWanted = func() bool { return false }
+	d2 := New(opts)
+	r := d2.Decode(kind, body, 1)
+	defer func() { r.Batch.Release(); d2.ReleaseResult(r) }()
+	b := r.Batch
+	if b.Len() != want.Len() {
+		t.Fatalf("deferred: %d events, want %d", b.Len(), want.Len())
+	}
+	if b.TypedDeferred() == opts.NoTypedView {
+		t.Fatalf("deferred: TypedDeferred %v with NoTypedView %v", b.TypedDeferred(), opts.NoTypedView)
+	}
+	for i, ev := range b.Events {
+		if ev.Payload != nil && i < len(r.Keys) && ev.DeadletterReason == "" {
+			t.Fatalf("deferred: event %d has a typed view before FillTyped", i)
+		}
+	}
+	b.FillTyped()
+	b.FillTyped() // a no-op the second time
+	if b.TypedDeferred() {
+		t.Fatal("deferred: still deferred after FillTyped")
+	}
+	for i, ev := range b.Events {
+		w := want.Events[i]
+		if !proto.Equal(&jimbotpb.Event{Payload: ev.Payload}, &jimbotpb.Event{Payload: w.Payload}) {
+			t.Fatalf("event %d (%s): filled view %v, decoded %v", i, ev.Type, ev.Payload, w.Payload)
+		}
+	}
+}
+
+// TestDeferredTypedView: a batch decoded while no consumer wanted the typed
+// view gets, from FillTyped, exactly the views Decode would have built, for
+// every real body and for the envelope flags that GameStateEvent repeats.
+func TestDeferredTypedView(t *testing.T) {
+	gs := string(readTestdata(t, "event_GAME_STATE.initial.json"))
+	bodies := map[string]struct {
+		kind Kind
+		body []byte
+	}{
+		"state_change":    {KindBatch, readTestdata(t, "request_batch_state_change.json")},
+		"first_heartbeat": {KindBatch, readTestdata(t, "request_batch_first_heartbeat.json")},
+		"connection_test": {KindEvent, readTestdata(t, "request_connection_test_body.json")},
+		"game_state":      {KindEvent, readTestdata(t, "event_GAME_STATE.with_changes.json")},
+		"game_state_init": {KindEvent, []byte(gs)},
+		"jokers":          {KindEvent, readTestdata(t, "event_JOKERS_CHANGED.json")},
+		"synthetic50":     {KindBatch, syntheticBatch(50)},
+		"flags": {KindBatch, []byte(batchOf(
+			`{"type":"HEARTBEAT","source":"s","payload":{"uptime":3}}`,
+			`{"type":"GAME_STATE","source":"s","initial":true,"payload":{"money":4}}`,
+			`{"type":"INVALID_TYPE","source":"s","payload":{}}`,
+			`{"type":"GAME_STATE","source":"s","debug":true,"initial":false,"payload":{"money":5}}`,
+			`{"type":"GAME_STATE","source":"s","payload":{"money":6}}`,
+			`{"type":"MONEY_CHANGED","source":"s","payload":{"new_value":1e999,"old_value":nan}}`,
+		))},
+		"ndjson": {KindNDJSON, []byte(`{"type":"HEARTBEAT","source":"s","payload":{"uptime":1}}` + "\n" +
+			`{"type":"GAME_STATE","source":"s","debug":true,"payload":{"money":2}}`)},
+	}
+	for i, b := range jsonlBodies(t) {
+		bodies["jsonl"+string(rune('0'+i))] = struct {
+			kind Kind
+			body []byte
+		}{KindBatch, b}
+	}
+	for name, tc := range bodies {
+		t.Run(name, func(t *testing.T) {
+			for _, opts := range []Options{{}, {NoTypedView: true}} {
+				d := New(opts)
+				r := d.Decode(tc.kind, tc.body, 1)
+				require.Empty(t, r.Fatal)
+				require.False(t, r.Batch.TypedDeferred(), "TypedWanted unset: never deferred")
+				checkDeferredView(t, d, tc.body, tc.kind, r.Batch)
+				r.Batch.Release()
+				d.ReleaseResult(r)
+			}
+		})
+	}
+	// The flags reached the filled views.
+	d := New(Options{TypedWanted: func() bool { return false }})
+	r := d.Decode(KindBatch, bodies["flags"].body, 1)
+	defer func() { r.Batch.Release(); d.ReleaseResult(r) }()
+	r.Batch.FillTyped()
+	var got [][2]bool
+	for _, ev := range r.Batch.Events {
+		if g := ev.GetGameState(); g != nil {
+			got = append(got, [2]bool{g.Initial, g.Debug})
+		}
+	}
+	require.Equal(t, [][2]bool{{true, false}, {false, true}, {false, false}}, got)
+}
+
+// TestTypedWantedAskedPerRequest: the decoder follows TypedWanted from one
+// request to the next.
+func TestTypedWantedAskedPerRequest(t *testing.T) {
+	want := false
+	d := New(Options{TypedWanted: func() bool { return want }})
+	body := readTestdata(t, "event_HEARTBEAT.json")
+	for _, w := range []bool{false, true, false} {
+		want = w
+		r := d.Decode(KindEvent, body, 1)
+		require.Equal(t, !w, r.Batch.TypedDeferred())
+		require.Equal(t, w, r.Batch.Events[0].Payload != nil)
+		r.Batch.Release()
+		d.ReleaseResult(r)
+	}
+}
