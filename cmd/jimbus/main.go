@@ -64,7 +64,7 @@ const usage = `Usage:
   jimbus tail [flags] [PATTERN...]
                               print events from a running bus as JSON lines
   jimbus coord status|watch   show the coordinator's allocations
-  jimbus healthcheck [flags]    exit 0 when a running bus answers GET /health (http or https)
+  jimbus healthcheck [flags]  exit 0 when a running bus answers GET /health (http or https)
   jimbus version
 
 Run 'jimbus serve --help' for the service's flags; each can also be set

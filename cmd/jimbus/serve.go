@@ -30,6 +30,7 @@ type config struct {
 	logFormat          string
 	logLevel           string
 	shutdownTimeout    time.Duration
+	debugAddr          string
 
 	maxBody       int
 	publishWait   time.Duration
@@ -58,6 +59,7 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.grpcAddr, "grpc-addr", "127.0.0.1:50051", "gRPC listen address (EventBus, ResourceCoordinator, health, reflection)")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&c.debugAddr, "debug-addr", "", "serve Go's profiles (/debug/pprof/) on this address, e.g. 127.0.0.1:6060; empty: off")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "longest graceful shutdown on SIGTERM/SIGINT")
 	fs.IntVar(&c.maxBody, "max-body", 10<<20, "largest request body in bytes; larger is answered 413")
 	fs.DurationVar(&c.publishWait, "publish-wait", 250*time.Millisecond, "how long a request waits for room in a full pipeline before 503")
@@ -154,7 +156,8 @@ type server struct {
 	grpc       *grpc.Server
 	health     *health.Server
 
-	capture *capturer // nil without --capture
+	capture *capturer    // nil without --capture
+	debug   *debugServer // nil without --debug-addr
 
 	httpLn, grpcLn net.Listener
 	grpcDone       chan error
@@ -262,6 +265,11 @@ func (s *server) start(ctx context.Context) error {
 		s.httpLn = tls.NewListener(s.httpLn, c)
 	}
 	warnIfExposed(s.logger, s.sec, s.httpLn.Addr().String(), s.grpcLn.Addr().String())
+	if s.debug, err = startDebug(s.cfg.debugAddr, s.logger); err != nil {
+		s.httpLn.Close()
+		s.grpcLn.Close()
+		return err
+	}
 	if s.coord != nil {
 		if err := s.coord.Start(ctx); err != nil {
 			return fmt.Errorf("cannot start the coordinator: %w", err)
@@ -314,6 +322,9 @@ func (s *server) shutdown(ctx context.Context) error {
 		if err := s.coord.Stop(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("coordinator: %w", err))
 		}
+	}
+	if err := s.debug.stop(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("debug listener: %w", err))
 	}
 	if s.capture != nil {
 		if err := s.capture.Close(); err != nil {
