@@ -55,6 +55,20 @@ type collector struct {
 
 	block   chan struct{} // when not nil, Publish waits for it to close
 	entered chan struct{} // when not nil, Publish sends on it before blocking
+
+	hold atomic.Bool    // keep the published batches (releaseHeld) instead of releasing them
+	held []*route.Batch // under mu
+}
+
+// releaseHeld releases the batches kept while hold was set.
+func (c *collector) releaseHeld() {
+	c.mu.Lock()
+	held := c.held
+	c.held = nil
+	c.mu.Unlock()
+	for _, b := range held {
+		b.Release()
+	}
 }
 
 func (c *collector) Publish(hint uint32, b *route.Batch) error {
@@ -81,6 +95,11 @@ func (c *collector) Publish(hint uint32, b *route.Batch) error {
 	}
 	c.batches++
 	c.hints = append(c.hints, hint)
+	if c.hold.Load() {
+		c.held = append(c.held, b)
+		c.mu.Unlock()
+		return nil
+	}
 	c.mu.Unlock()
 	b.Release()
 	return nil

@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	jimbotpb "github.com/jimbot/jimbus/proto"
+	"github.com/jimbot/jimbus/route"
 )
 
 // endpoint is the bounded set of paths the metrics are labelled with.
@@ -142,7 +143,7 @@ type metrics struct {
 	commandsQueued, commandsServed, commandsRefused prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer, dd *dedup, cmds *Commands) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, dd *dedup, cmds *Commands, budget *route.Budget) (*metrics, error) {
 	m := &metrics{}
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "jimbus_http_requests_total",
@@ -214,8 +215,17 @@ func newMetrics(reg prometheus.Registerer, dd *dedup, cmds *Commands) (*metrics,
 		Help: "Command lines waiting for a poll.",
 	}, func() float64 { return float64(cmds.Len()) })
 
+	queued := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "jimbus_ingest_queued_bytes",
+		Help: "Memory held by accepted requests not yet sent to every subscriber (estimate; bounded by --max-queued-bytes).",
+	}, func() float64 { return float64(budget.Used()) })
+	queuedLimit := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "jimbus_ingest_queued_bytes_limit",
+		Help: "The --max-queued-bytes bound of jimbus_ingest_queued_bytes (0: none).",
+	}, func() float64 { return float64(max(budget.Limit(), 0)) })
+
 	if reg != nil {
-		for _, c := range []prometheus.Collector{requests, duration, accepted, rejected, dedupd, repaired, repairs, full, entries, evicted, cq, cs, cr, pending} {
+		for _, c := range []prometheus.Collector{requests, duration, accepted, rejected, dedupd, repaired, repairs, full, entries, evicted, cq, cs, cr, pending, queued, queuedLimit} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -128,7 +128,7 @@ func (s *Server) removeResends(res *decode.Result, now int64) int {
 // publish hands b to the fan-out; while it is full, it retries with short
 // sleeps for up to PublishWait.
 func (s *Server) publish(ctx context.Context, hint uint32, b *route.Batch) error {
-	err := s.pub.Publish(hint, b)
+	err := s.tryPublish(hint, b)
 	if !errors.Is(err, route.ErrFull) || s.opts.PublishWait <= 0 {
 		return err
 	}
@@ -140,7 +140,7 @@ func (s *Server) publish(ctx context.Context, hint uint32, b *route.Batch) error
 			return route.ErrFull
 		}
 		time.Sleep(min(pause, left))
-		if err = s.pub.Publish(hint, b); !errors.Is(err, route.ErrFull) {
+		if err = s.tryPublish(hint, b); !errors.Is(err, route.ErrFull) {
 			return err
 		}
 		if err := ctx.Err(); err != nil {
@@ -148,6 +148,19 @@ func (s *Server) publish(ctx context.Context, hint uint32, b *route.Batch) error
 		}
 		pause = min(2*pause, 5*time.Millisecond)
 	}
+}
+
+// tryPublish charges b to the queued-bytes budget and publishes it; a
+// budget without room counts as a full fan-out.
+func (s *Server) tryPublish(hint uint32, b *route.Batch) error {
+	if !b.Charge(s.budget) {
+		return route.ErrFull
+	}
+	err := s.pub.Publish(hint, b)
+	if err != nil {
+		b.Uncharge()
+	}
+	return err
 }
 
 // PublishEvents is the gRPC publish path (EventBus.PublishEvent and

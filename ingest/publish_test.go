@@ -28,7 +28,7 @@ func TestPublishFull(t *testing.T) {
 	require.GreaterOrEqual(t, time.Since(start), 30*time.Millisecond, "waited for room")
 	require.Equal(t, 503, a.code)
 	require.Equal(t, "2", a.header.Get("Retry-After"))
-	require.Equal(t, `{"status":"error","error":"event pipeline full for 30ms; retry later (raise --ring-size or add subscribers)"}`, a.body)
+	require.Equal(t, `{"status":"error","error":"event pipeline full for 30ms; retry later (subscribers are behind: raise --max-queued-bytes or --ring-size, or add subscribers)"}`, a.body)
 	require.Greater(t, ts.pub.calls.Load(), int64(2), "retried while waiting")
 	require.Empty(t, ts.pub.got())
 
@@ -245,4 +245,41 @@ func TestConcurrentClients(t *testing.T) {
 	for id, n := range seen {
 		require.Equal(t, 1, n, id)
 	}
+}
+
+// TestQueuedBytesBound: while the fan-out holds the batches it was given
+// (subscribers behind), their bytes count against MaxQueuedBytes; beyond it
+// requests answer 503 with Retry-After, and once the batches are sent (the
+// last Release) requests are accepted again.
+func TestQueuedBytesBound(t *testing.T) {
+	ts := startServer(t, Options{PublishWait: 20 * time.Millisecond, MaxQueuedBytes: 256 << 10}, nil)
+	ts.pub.hold.Store(true)
+	defer ts.pub.releaseHeld()
+	big := `{"type":"GAME_STATE","source":"s","payload":{"x":"` + strings.Repeat("a", 40<<10) + `"}}`
+	accepted := 0
+	var refused answer
+	for range 64 {
+		a := ts.post(t, "/api/v1/events", big)
+		if a.code != 200 {
+			refused = a
+			break
+		}
+		accepted++
+	}
+	require.Equal(t, 503, refused.code, "refused once the budget is spent")
+	require.NotEmpty(t, refused.header.Get("Retry-After"))
+	require.Contains(t, refused.body, "--max-queued-bytes")
+	require.Greater(t, accepted, 1)
+	require.Less(t, accepted, 7, "each request holds at least its 40 KiB body")
+	used := ts.budget.Used()
+	require.Greater(t, used, int64(accepted)*(40<<10))
+	require.LessOrEqual(t, used, int64(256<<10))
+	require.Equal(t, float64(used), counterValue(t, ts.reg, "jimbus_ingest_queued_bytes"))
+	require.Equal(t, float64(256<<10), counterValue(t, ts.reg, "jimbus_ingest_queued_bytes_limit"))
+
+	ts.pub.hold.Store(false)
+	ts.pub.releaseHeld()
+	require.Zero(t, ts.budget.Used(), "the last Release returns the charge")
+	require.Equal(t, 200, ts.post(t, "/api/v1/events", big).code)
+	require.Zero(t, ts.budget.Used())
 }

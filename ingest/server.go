@@ -22,8 +22,10 @@ import (
 )
 
 const (
-	defaultMaxBody          = 10 << 20
-	defaultPublishWait      = 250 * time.Millisecond
+	defaultMaxBody     = 10 << 20
+	defaultPublishWait = 250 * time.Millisecond
+	// DefaultMaxQueuedBytes is Options.MaxQueuedBytes's default.
+	DefaultMaxQueuedBytes   = 128 << 20
 	defaultRetryAfter       = 1
 	defaultDedupWindow      = 10 * time.Minute
 	defaultDedupMaxEntries  = 1 << 20
@@ -55,6 +57,13 @@ type Options struct {
 	// while the fan-out answers route.ErrFull, before it answers 503.
 	// Default 250ms; negative: no wait.
 	PublishWait time.Duration
+	// MaxQueuedBytes bounds the memory held by the requests accepted and
+	// not yet sent to every subscriber (route.Budget, charged with each
+	// batch's route.Batch.Bytes): beyond it the fan-out counts as full, so
+	// requests wait PublishWait and then answer 503 with Retry-After, and a
+	// subscriber that falls behind cannot make the process grow without
+	// bound. Default 128 MiB; negative: no limit.
+	MaxQueuedBytes int64
 	// RetryAfter is the Retry-After of a 503, in seconds. Default 1.
 	RetryAfter int
 	// DedupWindow is how long a delivered event's (source, event_id, client
@@ -113,15 +122,17 @@ var processStart = time.Now()
 
 // Server is the HTTP ingress. See the package doc.
 type Server struct {
-	opts  Options
-	pub   route.Publisher
-	dec   *decode.Decoder
-	dd    *dedup // nil when deduplication is off
-	cmds  *Commands
-	relay CommandQueue // nil: POST /api/v1/commands fills cmds directly
-	m     *metrics
-	log   *slog.Logger
-	hs    *fasthttp.Server
+	opts Options
+	pub  route.Publisher
+	dec  *decode.Decoder
+	dd   *dedup // nil when deduplication is off
+	// budget bounds the bytes of the batches in flight (MaxQueuedBytes).
+	budget *route.Budget
+	cmds   *Commands
+	relay  CommandQueue // nil: POST /api/v1/commands fills cmds directly
+	m      *metrics
+	log    *slog.Logger
+	hs     *fasthttp.Server
 
 	metricsHandler fasthttp.RequestHandler // nil without a Gatherer
 	handler        fasthttp.RequestHandler
@@ -179,6 +190,9 @@ func New(opts Options, pub route.Publisher) (*Server, error) {
 	if opts.PublishWait == 0 {
 		opts.PublishWait = defaultPublishWait
 	}
+	if opts.MaxQueuedBytes == 0 {
+		opts.MaxQueuedBytes = DefaultMaxQueuedBytes
+	}
 	if opts.RetryAfter == 0 {
 		opts.RetryAfter = defaultRetryAfter
 	}
@@ -199,18 +213,19 @@ func New(opts Options, pub route.Publisher) (*Server, error) {
 	}
 
 	s := &Server{
-		opts:  opts,
-		pub:   pub,
-		dec:   decode.New(opts.DecodeOptions),
-		cmds:  NewCommands(opts.CommandQueueSize),
-		log:   opts.Logger,
-		now:   time.Now,
-		epoch: time.Now(),
+		opts:   opts,
+		pub:    pub,
+		dec:    decode.New(opts.DecodeOptions),
+		budget: route.NewBudget(opts.MaxQueuedBytes),
+		cmds:   NewCommands(opts.CommandQueueSize),
+		log:    opts.Logger,
+		now:    time.Now,
+		epoch:  time.Now(),
 	}
 	if opts.DedupWindow > 0 {
 		s.dd = newDedup(int64(opts.DedupWindow), opts.DedupMaxEntries)
 	}
-	m, err := newMetrics(opts.Registerer, s.dd, s.cmds)
+	m, err := newMetrics(opts.Registerer, s.dd, s.cmds, s.budget)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: cannot register metrics: %w", err)
 	}
@@ -227,7 +242,7 @@ func New(opts Options, pub route.Publisher) (*Server, error) {
 	s.healthPrefix = append(s.healthPrefix, `","uptime_seconds":`...)
 	s.retryAfter = strconv.AppendInt(nil, int64(opts.RetryAfter), 10)
 	wait := max(opts.PublishWait, 0)
-	s.fullMessage = fmt.Sprintf("event pipeline full for %v; retry later (raise --ring-size or add subscribers)", wait)
+	s.fullMessage = fmt.Sprintf("event pipeline full for %v; retry later (subscribers are behind: raise --max-queued-bytes or --ring-size, or add subscribers)", wait)
 	s.bodyFull = errorBody(s.fullMessage)
 	s.bodyLimit = opts.MaxBody - 1
 	s.bodyTooLarge = errorBody(fmt.Sprintf("request body of %d bytes or more (--max-body)", opts.MaxBody))

@@ -18,11 +18,18 @@ type Batch struct {
 	ReceivedAt int64
 	// Owner is free for the creator (e.g. the buffers the events alias).
 	Owner any
+	// Bytes is the creator's estimate of the memory the batch holds (its
+	// buffers, events and views), which Charge charges to a Budget.
+	Bytes int
 
 	refs atomic.Int32
 	free func(*Batch)
 	// fill builds the typed views the creator skipped (DeferTyped).
 	fill func(*Batch)
+	// budget, when set, was charged charged bytes (Charge), returned by
+	// the last Release.
+	budget  *Budget
+	charged int64
 }
 
 // NewBatch returns a batch with one reference; free, if not nil, is called
@@ -40,7 +47,9 @@ func (b *Batch) Reset() {
 	b.Events = b.Events[:0]
 	b.Topics = b.Topics[:0]
 	b.ReceivedAt = 0
+	b.Bytes = 0
 	b.fill = nil
+	b.Uncharge()
 	b.refs.Store(1)
 }
 
@@ -84,6 +93,7 @@ func (b *Batch) Retain(n int) {
 func (b *Batch) Release() {
 	switch n := b.refs.Add(-1); {
 	case n == 0:
+		b.Uncharge()
 		if b.free != nil {
 			b.free(b)
 		}

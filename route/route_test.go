@@ -237,3 +237,41 @@ func TestParseView(t *testing.T) {
 	_, err := ParseView("both")
 	require.ErrorContains(t, err, "want default, typed or json")
 }
+
+// TestBudget: Charge takes a batch's Bytes while they fit, once; the last
+// Release (or Uncharge, or Reset) gives them back; one batch larger than the
+// whole budget passes only when nothing else is charged.
+func TestBudget(t *testing.T) {
+	g := NewBudget(100)
+	mk := func(n int) *Batch { b := NewBatch(nil); b.Bytes = n; return b }
+	a, b, c := mk(60), mk(50), mk(40)
+	require.True(t, a.Charge(g))
+	require.True(t, a.Charge(g), "charged once")
+	require.Equal(t, int64(60), g.Used())
+	require.False(t, b.Charge(g))
+	require.Equal(t, int64(60), g.Used(), "a refusal charges nothing")
+	require.True(t, c.Charge(g))
+	require.Equal(t, int64(100), g.Used())
+	a.Retain(1)
+	a.Release()
+	require.Equal(t, int64(100), g.Used(), "not the last reference")
+	a.Release()
+	require.Equal(t, int64(40), g.Used())
+	require.True(t, b.Charge(g))
+	b.Uncharge()
+	b.Uncharge()
+	require.Equal(t, int64(40), g.Used())
+	c.Reset()
+	require.Zero(t, g.Used(), "Reset returns the charge")
+
+	huge := mk(500)
+	require.True(t, huge.Charge(g), "alone, a batch beyond the budget passes")
+	require.False(t, mk(1).Charge(g))
+	huge.Release()
+	require.Zero(t, g.Used())
+
+	free := NewBudget(0)
+	require.True(t, mk(1<<40).Charge(free))
+	require.Equal(t, int64(1<<40), free.Used())
+	require.True(t, mk(1).Charge(nil), "no budget: nothing to charge")
+}

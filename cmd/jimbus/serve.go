@@ -34,6 +34,7 @@ type config struct {
 
 	maxBody       int
 	publishWait   time.Duration
+	maxQueued     int64
 	dedupWindow   time.Duration
 	dedupMax      int
 	commandQueue  int
@@ -63,6 +64,8 @@ func (c *config) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "longest graceful shutdown on SIGTERM/SIGINT")
 	fs.IntVar(&c.maxBody, "max-body", 10<<20, "largest request body in bytes; larger is answered 413")
 	fs.DurationVar(&c.publishWait, "publish-wait", 250*time.Millisecond, "how long a request waits for room in a full pipeline before 503")
+	fs.Int64Var(&c.maxQueued, "max-queued-bytes", ingest.DefaultMaxQueuedBytes, "most memory (bytes, estimated) held by accepted requests that subscribers have not received yet; "+
+		"beyond it requests wait --publish-wait, then get 503 with Retry-After; -1: no bound")
 	fs.DurationVar(&c.dedupWindow, "dedup-window", 10*time.Minute, "how long a (source, event_id, timestamp) is remembered to drop resends")
 	fs.IntVar(&c.dedupMax, "dedup-max", 1<<20, "most event ids remembered for deduplication")
 	fs.IntVar(&c.commandQueue, "command-queue", 1024, "most commands waiting for the game's poll")
@@ -209,6 +212,7 @@ func newServer(cfg config, logger *slog.Logger) (*server, error) {
 	iopts := ingest.Options{
 		MaxBody:          cfg.maxBody,
 		PublishWait:      cfg.publishWait,
+		MaxQueuedBytes:   cfg.maxQueued,
 		DedupWindow:      cfg.dedupWindow,
 		DedupMaxEntries:  cfg.dedupMax,
 		CommandQueueSize: cfg.commandQueue,

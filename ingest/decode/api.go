@@ -179,6 +179,7 @@ func (d *Decoder) Decode(kind Kind, body []byte, receivedAt int64) *Result {
 	}
 	p.decode()
 	st.members = p.members[:0]
+	st.batch.Bytes = st.footprint()
 	r.Batch = st.batch
 	return r
 }

@@ -3,6 +3,7 @@ package decode
 import (
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	jimbotpb "github.com/jimbot/jimbus/proto"
 	"github.com/jimbot/jimbus/route"
@@ -40,6 +41,12 @@ func (s *slab[T]) grow() *T {
 }
 
 func (s *slab[T]) reset() { s.n = 0 }
+
+// bytes is the memory the slab holds: its values and their pointers.
+func (s *slab[T]) bytes() int {
+	var z T
+	return len(s.items) * (int(unsafe.Sizeof(z)) + 8)
+}
 
 // Typed views: each pairs a payload message with its oneof wrapper, so that
 // setting Event.Payload allocates nothing.
@@ -147,6 +154,15 @@ type typedCache struct {
 	cards         slab[jimbotpb.Card]
 	scoreHist     slab[jimbotpb.ScoreHistory]
 	shopItems     slab[jimbotpb.ShopItem]
+}
+
+// bytes is the memory the typed views hold (the strings alias the body).
+func (c *typedCache) bytes() int {
+	return c.heartbeat.bytes() + c.money.bytes() + c.score.bytes() + c.handPlayed.bytes() +
+		c.discard.bytes() + c.jokersChanged.bytes() + c.round.bytes() + c.phase.bytes() +
+		c.roundComplete.bytes() + c.connTest.bytes() + c.jokerTrig.bytes() + c.errors.bytes() +
+		c.ldReq.bytes() + c.ldResp.bytes() + c.gameState.bytes() + c.jokers.bytes() +
+		c.consumables.bytes() + c.cards.bytes() + c.scoreHist.bytes() + c.shopItems.bytes()
 }
 
 func (c *typedCache) reset() {
@@ -336,6 +352,14 @@ func (k *keptPool[T, P]) drop(x P) {
 		m.kept = false
 	}
 	k.mu.Unlock()
+}
+
+// footprint is the memory the state holds, used or not: its route.Batch's
+// Bytes, charged to the ingest's budget while the batch is in flight.
+func (st *batchState) footprint() int {
+	var m member
+	return cap(st.orig) + cap(st.work) + cap(st.aux) + cap(st.members)*int(unsafe.Sizeof(m)) +
+		st.events.bytes() + st.typed.bytes() + 16*(cap(st.batch.Events)+cap(st.batch.Topics))
 }
 
 // reset forgets the batch's contents but keeps every buffer and value.

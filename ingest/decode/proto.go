@@ -2,6 +2,7 @@ package decode
 
 import (
 	"strconv"
+	"unsafe"
 
 	"google.golang.org/protobuf/proto"
 
@@ -91,8 +92,16 @@ func (d *Decoder) fromProto(batchID string, evs []*jimbotpb.Event, receivedAt in
 		r.Keys = append(r.Keys, key)
 		r.Accepted++
 	}
+	for _, ev := range b.Events {
+		// The events' own bytes, roughly; their typed views are not
+		// walked (the client's views, at most its message's size again).
+		b.Bytes += 2*(len(ev.PayloadJson)+len(ev.ExtraJson)+len(ev.Raw)) + eventSize
+	}
 	return r
 }
+
+// eventSize is the memory of one Event value, for route.Batch.Bytes.
+const eventSize = int(unsafe.Sizeof(jimbotpb.Event{}))
 
 // longProtoField is the detail of the first envelope string of ev longer
 // than MaxStringLen (the fields Options.MaxStringLen names), or "".
