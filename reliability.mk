@@ -25,7 +25,8 @@ FUZZ_TARGETS := \
 	./ingest/decode:FuzzPrepass \
 	./ingest/decode:FuzzDecode \
 	./ingest/decode:FuzzDecodeNDJSON \
-	./ingest/decode:FuzzFromProto
+	./ingest/decode:FuzzFromProto \
+	./grpcout:FuzzCodec
 
 .PHONY: fuzz-ci soak
 

@@ -96,7 +96,7 @@ func StartJimBus(opts JimBusOptions) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot create the HTTP ingest: %w", err)
 	}
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(grpcout.ServerOption())
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 	svc := grpcout.NewService(bus, ing, ing.Commands())

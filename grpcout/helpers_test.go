@@ -143,7 +143,7 @@ func newEnv(t testing.TB, opts Options, pub Publisher, cmds CommandQueue) *testE
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	e.addr = lis.Addr().String()
-	e.srv = grpc.NewServer()
+	e.srv = grpc.NewServer(ServerOption())
 	NewService(bus, pub, cmds).Register(e.srv)
 	go func() { _ = e.srv.Serve(lis) }()
 	e.conn = e.dial()

@@ -84,7 +84,7 @@ func startEnv(t testing.TB, opts Options, withIngest bool) *env {
 	e := &env{t: t, bus: bus, http: &http.Client{Timeout: 20 * time.Second}}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	e.srv = grpc.NewServer()
+	e.srv = grpc.NewServer(grpcout.ServerOption())
 	grpcout.NewServiceWith(bus, nil, nil).Register(e.srv)
 	go func() { _ = e.srv.Serve(lis) }()
 	e.conn, err = grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))

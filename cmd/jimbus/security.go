@@ -21,6 +21,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/jimbot/jimbus/grpcout"
 )
 
 // securityFlags are the `jimbus serve` flags of authentication and TLS.
@@ -164,8 +166,8 @@ func (a *authChecker) stream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 	return handler(srv, ss)
 }
 
-// grpcServerOptions returns the options of the gRPC server: TLS, and the
-// interceptors of authentication.
+// grpcServerOptions returns the options of the gRPC server: the codec of
+// the subscriber streams, TLS, and the interceptors of authentication.
 func grpcServerOptions(sec *security, reg prometheus.Registerer) ([]grpc.ServerOption, error) {
 	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "jimbus_grpc_refused_total",
@@ -174,7 +176,7 @@ func grpcServerOptions(sec *security, reg prometheus.Registerer) ([]grpc.ServerO
 	if err := reg.Register(refused); err != nil {
 		return nil, fmt.Errorf("cannot register the gRPC metrics: %w", err)
 	}
-	var opts []grpc.ServerOption
+	opts := []grpc.ServerOption{grpcout.ServerOption()}
 	if sec.tls != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(sec.tls.Clone())))
 	}

@@ -1,0 +1,215 @@
+package grpcout
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/jimbot/jimbus/ingest/decode"
+	jimbotpb "github.com/jimbot/jimbus/proto"
+)
+
+// marshalBoth encodes eb with Codec and checks the bytes decode to eb and
+// are as long as the protobuf library's encoding.
+func checkCodec(t testing.TB, eb *jimbotpb.EventBatch) {
+	t.Helper()
+	bs, err := codec.Marshal(eb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := bs.Materialize()
+	bs.Free()
+	if want := proto.Size(eb); len(got) != want {
+		t.Fatalf("encoded in %d bytes, the library's encoding has %d", len(got), want)
+	}
+	var back jimbotpb.EventBatch
+	if err := proto.Unmarshal(got, &back); err != nil {
+		t.Fatalf("does not decode: %v", err)
+	}
+	if !proto.Equal(eb, &back) {
+		t.Fatalf("decodes to\n%v\nwant\n%v", &back, eb)
+	}
+	if len(eb.Events) == 1 && eb.Events[0] != nil && eb.Events[0].Payload == nil && len(eb.Events[0].Metadata) <= 1 {
+		// Without maps of several entries (in random order), byte for byte.
+		want, err := proto.MarshalOptions{Deterministic: true}.Marshal(eb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(want) != string(got) {
+			t.Fatalf("bytes differ from the library's:\n%x\n%x", got, want)
+		}
+	}
+}
+
+// everyField is an event with every field set to a value that stresses its
+// encoding (negative int32s, -0.0, long strings, several map entries,
+// unknown fields).
+func everyField() *jimbotpb.Event {
+	ev := &jimbotpb.Event{}
+	m := ev.ProtoReflect()
+	fields := m.Descriptor().Fields()
+	for i := range fields.Len() {
+		fd := fields.Get(i)
+		if fd.ContainingOneof() != nil {
+			continue
+		}
+		switch {
+		case fd.IsMap():
+			mp := m.Mutable(fd).Map()
+			mp.Set(protoreflect.ValueOfString("k").MapKey(), protoreflect.ValueOfString("v"))
+			mp.Set(protoreflect.ValueOfString("").MapKey(), protoreflect.ValueOfString(""))
+		case fd.Kind() == protoreflect.StringKind:
+			m.Set(fd, protoreflect.ValueOfString(string(fd.Name())+string(make([]byte, 200))))
+		case fd.Kind() == protoreflect.BytesKind:
+			m.Set(fd, protoreflect.ValueOfBytes(make([]byte, 300)))
+		case fd.Kind() == protoreflect.EnumKind:
+			m.Set(fd, protoreflect.ValueOfEnum(-3))
+		case fd.Kind() == protoreflect.DoubleKind:
+			m.Set(fd, protoreflect.ValueOfFloat64(math.Copysign(0, -1)))
+		case fd.Kind() == protoreflect.Int32Kind:
+			m.Set(fd, protoreflect.ValueOfInt32(-1))
+		case fd.Kind() == protoreflect.Int64Kind:
+			m.Set(fd, protoreflect.ValueOfInt64(math.MinInt64))
+		case fd.Kind() == protoreflect.Uint32Kind:
+			m.Set(fd, protoreflect.ValueOfUint32(math.MaxUint32))
+		case fd.Kind() == protoreflect.Uint64Kind:
+			m.Set(fd, protoreflect.ValueOfUint64(math.MaxUint64))
+		default:
+			panic("teach everyField the kind of " + string(fd.Name()))
+		}
+	}
+	m.SetUnknown(protoreflect.RawFields{0xf8, 0x3e, 0x01})
+	return ev
+}
+
+// TestCodecMatchesProto: the EventBatch encoder gives the library's encoding
+// for the real bodies (typed views on and off), every field, every typed
+// view, nil and empty events and views, and leaves other messages to the
+// standard codec.
+func TestCodecMatchesProto(t *testing.T) {
+	dir := filepath.Join("..", "testdata", "balatromcp")
+	names, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	require.NoError(t, err)
+	require.NotEmpty(t, names)
+	for _, opts := range []decode.Options{{}, {NoTypedView: true}} {
+		d := decode.New(opts)
+		for _, name := range names {
+			body, err := os.ReadFile(name)
+			require.NoError(t, err)
+			kind := decode.KindEvent
+			if filepath.Base(name)[:8] == "request_" && filepath.Base(name) != "request_connection_test_body.json" {
+				kind = decode.KindBatch
+			}
+			r := d.Decode(kind, body, 1)
+			eb := &jimbotpb.EventBatch{BatchId: "b", Source: "s", Timestamp: 7, Events: r.Batch.Events}
+			checkCodec(t, eb)
+			for _, ev := range r.Batch.Events {
+				checkCodec(t, &jimbotpb.EventBatch{Events: []*jimbotpb.Event{ev}})
+			}
+			r.Batch.Release()
+			d.ReleaseResult(r)
+		}
+	}
+	checkCodec(t, &jimbotpb.EventBatch{})
+	checkCodec(t, &jimbotpb.EventBatch{Events: []*jimbotpb.Event{{}, nil, {}}})
+	checkCodec(t, &jimbotpb.EventBatch{Events: []*jimbotpb.Event{everyField()}})
+
+	// Every member of the oneof: empty, nil inside, and with a field set.
+	oneof := (&jimbotpb.Event{}).ProtoReflect().Descriptor().Oneofs().ByName("payload")
+	for i := range oneof.Fields().Len() {
+		fd := oneof.Fields().Get(i)
+		for _, fill := range []bool{false, true} {
+			ev := everyField()
+			m := ev.ProtoReflect()
+			v := m.NewField(fd)
+			if fill {
+				if fd.Message().FullName() == "google.protobuf.Any" {
+					any, err := anypb.New(&jimbotpb.HeartbeatEvent{Uptime: 5})
+					require.NoError(t, err)
+					v = protoreflect.ValueOfMessage(any.ProtoReflect())
+				} else {
+					sub := v.Message()
+					if sub.Descriptor().Fields().Len() == 0 {
+						continue
+					}
+					f1 := sub.Descriptor().Fields().Get(0)
+					if !f1.IsList() && !f1.IsMap() && f1.Message() == nil {
+						sub.Set(f1, sub.NewField(f1))
+						switch f1.Kind() {
+						case protoreflect.StringKind:
+							sub.Set(f1, protoreflect.ValueOfString("x"))
+						case protoreflect.BoolKind:
+							sub.Set(f1, protoreflect.ValueOfBool(true))
+						}
+					}
+				}
+			}
+			m.Set(fd, v)
+			checkCodec(t, &jimbotpb.EventBatch{Events: []*jimbotpb.Event{ev, {}}})
+		}
+	}
+	ev := &jimbotpb.Event{Payload: &jimbotpb.Event_Heartbeat{}} // a nil view
+	checkCodec(t, &jimbotpb.EventBatch{Events: []*jimbotpb.Event{ev}})
+
+	// A large batch goes through the pooled buffers; other messages through
+	// the standard codec.
+	big := &jimbotpb.EventBatch{}
+	for range 300 {
+		big.Events = append(big.Events, everyField())
+	}
+	checkCodec(t, big)
+	checkCodec(t, big)
+	bs, err := codec.Marshal(&jimbotpb.PublishResponse{Success: true, Message: "ok"})
+	require.NoError(t, err)
+	var pr jimbotpb.PublishResponse
+	require.NoError(t, codec.Unmarshal(bs, &pr))
+	require.True(t, pr.Success)
+	bs.Free()
+	_, err = codec.Marshal(42)
+	require.Error(t, err)
+	require.Equal(t, "proto", codec.Name())
+}
+
+// TestClassPool: buffers of the right length, reused by class, and foreign
+// buffers are not taken.
+func TestClassPool(t *testing.T) {
+	p := newClassPool()
+	for _, n := range []int{1, 4095, 4096, 4097, 1 << 20, 1<<24 + 1} {
+		b := p.Get(n)
+		require.Len(t, *b, n)
+		require.GreaterOrEqual(t, cap(*b), n)
+		p.Put(b)
+	}
+	foreign := make([]byte, 5000)
+	p.Put(&foreign) // not a power of two: ignored
+	b := p.Get(5000)
+	require.Equal(t, 8192, cap(*b))
+	var _ mem.BufferPool = p
+}
+
+// FuzzCodec: any EventBatch the library decodes, Codec encodes to bytes that
+// decode to it again.
+func FuzzCodec(f *testing.F) {
+	for _, eb := range []*jimbotpb.EventBatch{
+		{}, {Events: []*jimbotpb.Event{everyField()}},
+		{BatchId: "b", Events: []*jimbotpb.Event{{Payload: &jimbotpb.Event_GameState{GameState: &jimbotpb.GameStateEvent{Ante: 3}}}}},
+	} {
+		b, err := proto.Marshal(eb)
+		require.NoError(f, err)
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var eb jimbotpb.EventBatch
+		if proto.Unmarshal(data, &eb) != nil {
+			return
+		}
+		checkCodec(t, &eb)
+	})
+}
