@@ -54,7 +54,12 @@ type Bus struct {
 	// seq is the last BusSequence assigned. Only the dispatcher writes it.
 	seq atomic.Uint64
 
-	// Dispatcher only.
+	// dmu is the dispatch token: whoever holds it drains the ring and
+	// dispatches, and only it (the dispatcher goroutine, or a Publish that
+	// dispatches its batch itself when the ring is drained; see Publish).
+	dmu sync.Mutex
+
+	// Dispatcher only (under dmu).
 	epoch   uint64
 	touched []*subscriber
 	timer   *time.Timer // Block policy: bounds one wait for room
@@ -151,6 +156,12 @@ func (b *Bus) startDispatcher() {
 // returns route.ErrFull when the ring has no room (the caller keeps its
 // reference and may retry) and route.ErrClosed once Stop has begun. On nil
 // the bus owns the caller's reference.
+//
+// When the dispatcher is idle (the ring drained, the dispatch token free),
+// Publish dispatches bt itself, which is what the dispatcher would do next:
+// batches published one after the other keep their order, since each is
+// either dispatched before its Publish returns or queued behind everything
+// published before it.
 func (b *Bus) Publish(hint uint32, bt *route.Batch) error {
 	if bt == nil {
 		panic("BUG: grpcout: Publish of a nil batch")
@@ -160,6 +171,18 @@ func (b *Bus) Publish(hint uint32, bt *route.Batch) error {
 	if b.closed.Load() {
 		slot.n.Add(-1)
 		return route.ErrClosed
+	}
+	if b.started.Load() && b.dmu.TryLock() {
+		// The ring is drained and nobody dispatches: dispatch bt here
+		// instead of waking the dispatcher for it (one goroutine wake-up
+		// less per request), unless a subscriber's queue has no room, which
+		// only the dispatcher may wait for.
+		done := b.ring.Drained() && b.dispatchInline(bt)
+		b.dmu.Unlock()
+		if done {
+			slot.n.Add(-1)
+			return nil
+		}
 	}
 	_, ok := b.ring.Push(hint, bt)
 	slot.n.Add(-1)
@@ -255,11 +278,13 @@ func (b *Bus) run() {
 	defer close(b.dispatched)
 	buf := make([]*route.Batch, 0, dispatchChunk)
 	for b.ring.Wait(b.stopc) {
+		b.dmu.Lock()
 		buf = b.ring.Drain(buf[:0], dispatchChunk)
 		for i, bt := range buf {
 			b.dispatch(bt)
 			buf[i] = nil
 		}
+		b.dmu.Unlock()
 	}
 }
 
@@ -282,26 +307,35 @@ func (b *Bus) releaseQueues() {
 // matches at least one of them, and releases the dispatcher's reference.
 // Dispatcher only; it does not allocate.
 func (b *Bus) dispatch(bt *route.Batch) {
-	evs, tops := bt.Events, bt.Topics
-	if len(tops) != len(evs) {
+	b.deliverAll(bt, b.receivers(bt))
+}
+
+// dispatchInline dispatches bt like dispatch if every subscriber that
+// receives it has room in its queue now (the caller holds the token, so room
+// can only grow), and reports whether it did; otherwise it changes nothing.
+func (b *Bus) dispatchInline(bt *route.Batch) bool {
+	touched := b.receivers(bt)
+	for _, s := range touched {
+		if s.q.Len() >= s.q.Cap() {
+			clear(touched)
+			b.touched = touched[:0]
+			return false
+		}
+	}
+	b.deliverAll(bt, touched)
+	return true
+}
+
+// receivers returns the subscribers that match at least one event of bt, in
+// b.touched. Dispatcher only; it does not allocate.
+func (b *Bus) receivers(bt *route.Batch) []*subscriber {
+	if len(bt.Topics) != len(bt.Events) {
 		panic("BUG: grpcout: batch whose Topics and Events differ in length")
 	}
 	var set route.Set
-	seq := b.seq.Load()
-	for i, ev := range evs {
-		seq++
-		ev.BusSequence = seq
-		if ev.Topic == "" {
-			ev.Topic = tops[i].String()
-		}
-		set.Add(tops[i])
+	for _, t := range bt.Topics {
+		set.Add(t)
 	}
-	b.seq.Store(seq)
-	if b.aborted.Load() {
-		bt.Release()
-		return
-	}
-
 	rt := b.routes.Load()
 	b.epoch++
 	epoch := b.epoch
@@ -320,6 +354,28 @@ func (b *Bus) dispatch(bt *route.Batch) {
 				}
 			}
 		}
+	}
+	return touched
+}
+
+// deliverAll numbers the events of bt, queues bt to every subscriber in
+// touched (b.touched, from receivers) and releases the dispatcher's
+// reference. Dispatcher only; it does not allocate.
+func (b *Bus) deliverAll(bt *route.Batch, touched []*subscriber) {
+	seq := b.seq.Load()
+	for i, ev := range bt.Events {
+		seq++
+		ev.BusSequence = seq
+		if ev.Topic == "" {
+			ev.Topic = bt.Topics[i].String()
+		}
+	}
+	b.seq.Store(seq)
+	if b.aborted.Load() {
+		clear(touched)
+		b.touched = touched[:0]
+		bt.Release()
+		return
 	}
 	if len(touched) > 0 {
 		if bt.TypedDeferred() {

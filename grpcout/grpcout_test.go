@@ -869,3 +869,47 @@ func TestPatternLimit(t *testing.T) {
 	_, err = ack.Recv()
 	require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
 }
+
+// TestPublishDispatchesInlineWhenIdle: with the dispatcher idle, Publish
+// dispatches its batch before it returns; while the dispatch token is held
+// (the dispatcher busy) it queues the batch in the ring instead, and the
+// subscriber receives everything in publish order either way.
+func TestPublishDispatchesInlineWhenIdle(t *testing.T) {
+	e := newEnv(t, Options{}, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st := subscribe(t, ctx, e.client, &jimbotpb.SubscribeRequest{})
+	f := newBatches()
+	hb := func(id string) *jimbotpb.Event { return newEvent(jimbotpb.EventType_EVENT_TYPE_HEARTBEAT, "", id) }
+
+	inline, sent := false, 0
+	for i := 0; i < 50 && !inline; i++ {
+		sent += 2
+		require.Eventually(t, func() bool { return e.bus.ring.Len() == 0 }, time.Second, time.Millisecond)
+		before := e.bus.seq.Load()
+		publish(t, e.bus, 0, f.make(hb(fmt.Sprint("i", i, "a")), hb(fmt.Sprint("i", i, "b"))))
+		inline = e.bus.seq.Load() == before+2 // numbered before Publish returned
+	}
+	require.True(t, inline, "an idle bus dispatches in Publish")
+
+	e.bus.dmu.Lock() // the dispatcher is busy
+	before := e.bus.seq.Load()
+	publish(t, e.bus, 0, f.make(hb("queued-1")))
+	publish(t, e.bus, 1, f.make(hb("queued-2")))
+	require.Equal(t, 2, e.bus.ring.Len(), "queued behind the dispatcher")
+	require.Equal(t, before, e.bus.seq.Load())
+	e.bus.dmu.Unlock()
+	publish(t, e.bus, 0, f.make(hb("after")))
+
+	var ids []string
+	got := recvN(st, sent+3)
+	require.NoError(t, got.err)
+	for _, ev := range got.events {
+		ids = append(ids, ev.EventId)
+	}
+	require.Equal(t, []string{"queued-1", "queued-2", "after"}, ids[len(ids)-3:])
+	for i := 1; i < len(ids); i++ {
+		require.NotEqual(t, ids[i-1], ids[i])
+	}
+	f.requireFreedOnce(t)
+}

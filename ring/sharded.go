@@ -251,6 +251,13 @@ func (s *Sharded[T]) Wait(done <-chan struct{}) bool {
 	}
 }
 
+// Drained reports whether every item pushed so far has been returned by
+// Drain: nothing is queued and no Push is between taking its sequence number
+// and publishing the item. It reads the consumer's state: call it only while
+// the consumer is excluded from Drain (e.g. under a lock the consumer holds
+// around Drain), and do not call Drain concurrently with it.
+func (s *Sharded[T]) Drained() bool { return s.seq.Load() == s.next-1 }
+
 // Len returns the number of items queued in all shards. It may be called from
 // any goroutine; while Push or Drain run concurrently the result is
 // approximate.
