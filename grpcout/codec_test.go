@@ -71,6 +71,8 @@ func everyField() *jimbotpb.Event {
 			m.Set(fd, protoreflect.ValueOfBytes(make([]byte, 300)))
 		case fd.Kind() == protoreflect.EnumKind:
 			m.Set(fd, protoreflect.ValueOfEnum(-3))
+		case fd.Kind() == protoreflect.BoolKind:
+			m.Set(fd, protoreflect.ValueOfBool(true))
 		case fd.Kind() == protoreflect.DoubleKind:
 			m.Set(fd, protoreflect.ValueOfFloat64(math.Copysign(0, -1)))
 		case fd.Kind() == protoreflect.Int32Kind:

@@ -9,7 +9,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
 	jimbotpb "github.com/jimbot/jimbus/proto"
 	"github.com/jimbot/jimbus/route"
@@ -130,40 +129,8 @@ func TestDeferredViewFilledForTypedSubscriber(t *testing.T) {
 // typed oneof and checks copyEnvelope copies it: a field added to the proto
 // and forgotten in copyEnvelope fails here.
 func TestCopyEnvelopeCopiesEveryField(t *testing.T) {
-	src := &jimbotpb.Event{}
-	m := src.ProtoReflect()
-	fields := m.Descriptor().Fields()
-	for i := range fields.Len() {
-		fd := fields.Get(i)
-		if fd.ContainingOneof() != nil {
-			continue
-		}
-		switch {
-		case fd.IsMap():
-			m.Mutable(fd).Map().Set(protoreflect.ValueOfString("k").MapKey(), protoreflect.ValueOfString("v"))
-		case fd.Kind() == protoreflect.StringKind:
-			m.Set(fd, protoreflect.ValueOfString(string(fd.Name())))
-		case fd.Kind() == protoreflect.BytesKind:
-			m.Set(fd, protoreflect.ValueOfBytes([]byte(fd.Name())))
-		case fd.Kind() == protoreflect.EnumKind:
-			m.Set(fd, protoreflect.ValueOfEnum(1))
-		case fd.Kind() == protoreflect.BoolKind:
-			m.Set(fd, protoreflect.ValueOfBool(true))
-		case fd.Kind() == protoreflect.DoubleKind:
-			m.Set(fd, protoreflect.ValueOfFloat64(1.5))
-		case fd.Kind() == protoreflect.Int32Kind:
-			m.Set(fd, protoreflect.ValueOfInt32(int32(fd.Number())))
-		case fd.Kind() == protoreflect.Int64Kind:
-			m.Set(fd, protoreflect.ValueOfInt64(int64(fd.Number())))
-		case fd.Kind() == protoreflect.Uint32Kind:
-			m.Set(fd, protoreflect.ValueOfUint32(uint32(fd.Number())))
-		case fd.Kind() == protoreflect.Uint64Kind:
-			m.Set(fd, protoreflect.ValueOfUint64(uint64(fd.Number())))
-		default:
-			t.Fatalf("field %s of kind %v: teach this test to set it", fd.Name(), fd.Kind())
-		}
-	}
-	m.SetUnknown(protoreflect.RawFields{0xf8, 0x3e, 0x01}) // field 999, varint 1
+	src := everyField()       // every field but the oneof, and unknown fields
+	src.ClientTimestamp = 1.5 // proto.Clone does not keep everyField's -0
 	want := proto.Clone(src).(*jimbotpb.Event)
 	src.Payload = &jimbotpb.Event_Heartbeat{Heartbeat: &jimbotpb.HeartbeatEvent{Uptime: 3}}
 

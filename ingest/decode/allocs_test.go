@@ -12,25 +12,7 @@ import (
 // TestAllocsDecode checks that decoding the real BalatroMCP bodies, typed
 // view included, allocates nothing once the pools are warm.
 func TestAllocsDecode(t *testing.T) {
-	bodies := map[string]struct {
-		kind Kind
-		body []byte
-	}{
-		"state_change":    {KindBatch, readTestdata(t, "request_batch_state_change.json")},
-		"first_heartbeat": {KindBatch, readTestdata(t, "request_batch_first_heartbeat.json")},
-		"connection_test": {KindEvent, readTestdata(t, "request_connection_test_body.json")},
-		"game_state":      {KindEvent, readTestdata(t, "event_GAME_STATE.with_changes.json")},
-		"game_state_init": {KindEvent, readTestdata(t, "event_GAME_STATE.initial.json")},
-		"heartbeat":       {KindEvent, readTestdata(t, "event_HEARTBEAT.json")},
-		"jokers":          {KindEvent, readTestdata(t, "event_JOKERS_CHANGED.json")},
-		"synthetic50":     {KindBatch, syntheticBatch(50)},
-	}
-	for i, b := range jsonlBodies(t) {
-		bodies["jsonl"+string(rune('0'+i))] = struct {
-			kind Kind
-			body []byte
-		}{KindBatch, b}
-	}
+	bodies := realBodies(t)
 	for name, tc := range bodies {
 		// The third: the view deferred (nobody wants it), then built by
 		// FillTyped as the fan-out does for a late subscriber.

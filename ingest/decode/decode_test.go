@@ -44,6 +44,32 @@ func jsonlBodies(t testing.TB) [][]byte {
 	return out
 }
 
+// kindBody is a request body and the endpoint it goes to.
+type kindBody struct {
+	kind Kind
+	body []byte
+}
+
+// realBodies returns the real BalatroMCP bodies by name (the examples, each
+// captured batch as jsonlN) and the synthetic 50-event batch.
+func realBodies(t testing.TB) map[string]kindBody {
+	t.Helper()
+	bodies := map[string]kindBody{
+		"state_change":    {KindBatch, readTestdata(t, "request_batch_state_change.json")},
+		"first_heartbeat": {KindBatch, readTestdata(t, "request_batch_first_heartbeat.json")},
+		"connection_test": {KindEvent, readTestdata(t, "request_connection_test_body.json")},
+		"game_state":      {KindEvent, readTestdata(t, "event_GAME_STATE.with_changes.json")},
+		"game_state_init": {KindEvent, readTestdata(t, "event_GAME_STATE.initial.json")},
+		"heartbeat":       {KindEvent, readTestdata(t, "event_HEARTBEAT.json")},
+		"jokers":          {KindEvent, readTestdata(t, "event_JOKERS_CHANGED.json")},
+		"synthetic50":     {KindBatch, syntheticBatch(50)},
+	}
+	for i, b := range jsonlBodies(t) {
+		bodies["jsonl"+string(rune('0'+i))] = kindBody{KindBatch, b}
+	}
+	return bodies
+}
+
 // decodeT decodes and registers the cleanup of the result and the batch.
 func decodeT(t testing.TB, d *Decoder, kind Kind, body string) *Result {
 	t.Helper()

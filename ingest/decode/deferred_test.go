@@ -49,18 +49,8 @@ func checkDeferredView(t testing.TB, d *Decoder, body []byte, kind Kind, want *r
 // view gets, from FillTyped, exactly the views Decode would have built, for
 // every real body and for the envelope flags that GameStateEvent repeats.
 func TestDeferredTypedView(t *testing.T) {
-	gs := string(readTestdata(t, "event_GAME_STATE.initial.json"))
-	bodies := map[string]struct {
-		kind Kind
-		body []byte
-	}{
-		"state_change":    {KindBatch, readTestdata(t, "request_batch_state_change.json")},
-		"first_heartbeat": {KindBatch, readTestdata(t, "request_batch_first_heartbeat.json")},
-		"connection_test": {KindEvent, readTestdata(t, "request_connection_test_body.json")},
-		"game_state":      {KindEvent, readTestdata(t, "event_GAME_STATE.with_changes.json")},
-		"game_state_init": {KindEvent, []byte(gs)},
-		"jokers":          {KindEvent, readTestdata(t, "event_JOKERS_CHANGED.json")},
-		"synthetic50":     {KindBatch, syntheticBatch(50)},
+	bodies := realBodies(t)
+	for name, b := range map[string]kindBody{
 		"flags": {KindBatch, []byte(batchOf(
 			`{"type":"HEARTBEAT","source":"s","payload":{"uptime":3}}`,
 			`{"type":"GAME_STATE","source":"s","initial":true,"payload":{"money":4}}`,
@@ -71,12 +61,8 @@ func TestDeferredTypedView(t *testing.T) {
 		))},
 		"ndjson": {KindNDJSON, []byte(`{"type":"HEARTBEAT","source":"s","payload":{"uptime":1}}` + "\n" +
 			`{"type":"GAME_STATE","source":"s","debug":true,"payload":{"money":2}}`)},
-	}
-	for i, b := range jsonlBodies(t) {
-		bodies["jsonl"+string(rune('0'+i))] = struct {
-			kind Kind
-			body []byte
-		}{KindBatch, b}
+	} {
+		bodies[name] = b
 	}
 	for name, tc := range bodies {
 		t.Run(name, func(t *testing.T) {
