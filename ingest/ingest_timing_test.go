@@ -148,3 +148,29 @@ func BenchmarkIngest(b *testing.B) {
 		b.ReportMetric(float64(50*b.N)/b.Elapsed().Seconds(), "events/s")
 	})
 }
+
+// BenchmarkIngestSingle drives the handler in process with one small event
+// a request (POST /api/v1/events), a new event id each time: the per-request
+// costs that a batch spreads over its events.
+func BenchmarkIngestSingle(b *testing.B) {
+	body := []byte(`{"type":"HEARTBEAT","source":"BalatroMCP","timestamp":1751439182000,"event_id":"0000000000000000",` +
+		`"payload":{"game_state":"MENU","headless":true,"version":"1.0","uptime":123}}`)
+	offs := []int{bytes.Index(body, []byte(`"event_id":"`)) + len(`"event_id":"`)}
+	s, err := New(Options{}, &releaser{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := s.Handler()
+	ctx := newBenchCtx("POST", "/api/v1/events", "application/json", body)
+	b.ReportAllocs()
+	n := uint64(0)
+	for b.Loop() {
+		n++
+		stampIDs(ctx.Request.Body(), offs, n)
+		h(ctx)
+	}
+	if ctx.Response.StatusCode() != 200 {
+		b.Fatalf("%d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
