@@ -2,6 +2,7 @@ package grpcout
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -240,6 +241,11 @@ func (s *subscriber) serve(st stream) (err error) {
 		}
 		select {
 		case <-s.notify:
+			// Woken for one delivery: let the goroutines that are ready
+			// run first (the publishers, under load), so that one Send
+			// carries what they queue meanwhile. Without other work this
+			// returns at once.
+			runtime.Gosched()
 		case <-b.dispatched:
 			// Everything the dispatcher will ever queue is queued and
 			// visible: send it, then end the stream.
