@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -39,14 +38,9 @@ func runHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: *skipVerify}
 	if *caFile != "" && !*skipVerify {
-		pem, err := os.ReadFile(*caFile)
-		if err != nil {
-			fmt.Fprintln(stderr, "jimbus healthcheck: cannot read --tls-ca:", err)
-			return 2
-		}
-		cfg.RootCAs = x509.NewCertPool()
-		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-			fmt.Fprintf(stderr, "jimbus healthcheck: --tls-ca %s holds no PEM certificate\n", *caFile)
+		var err error
+		if cfg.RootCAs, err = caPool(*caFile); err != nil {
+			fmt.Fprintln(stderr, "jimbus healthcheck:", err)
 			return 2
 		}
 	}

@@ -223,17 +223,27 @@ func (t tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]s
 // RequireTransportSecurity is false: a bus on loopback serves plain text.
 func (t tokenCreds) RequireTransportSecurity() bool { return false }
 
+// caPool reads the PEM certificates of --tls-ca (a CA, or the bus's
+// self-signed certificate) into a pool: the clients' roots.
+func caPool(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read --tls-ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--tls-ca %s holds no PEM certificate", path)
+	}
+	return pool, nil
+}
+
 // dialOptions returns the transport and per-call credentials.
 func (c *clientFlags) dialOptions() ([]grpc.DialOption, error) {
 	var opts []grpc.DialOption
 	if c.tlsCA != "" {
-		pem, err := os.ReadFile(c.tlsCA)
+		pool, err := caPool(c.tlsCA)
 		if err != nil {
-			return nil, fmt.Errorf("cannot read --tls-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--tls-ca %s holds no PEM certificate", c.tlsCA)
+			return nil, err
 		}
 		cfg := &tls.Config{RootCAs: pool, ServerName: c.tlsServerName, MinVersion: tls.VersionTLS12}
 		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
