@@ -197,12 +197,14 @@ func LoadHTTP(ctx context.Context, opts HTTPOptions) (*HTTPReport, error) {
 		go func() {
 			defer subWG.Done()
 			defer conn.Close()
+			var msg rawBatch
+			var ev jimbotpb.Event
 			for {
-				b, err := stream.Recv()
-				if err != nil {
+				if stream.Recv(&msg) != nil {
 					return
 				}
-				delivered.Add(uint64(len(b.Events)))
+				n, _ := eachEvent(msg.b, &ev, nil)
+				delivered.Add(uint64(n))
 			}
 		}()
 	}

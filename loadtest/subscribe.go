@@ -23,8 +23,8 @@ import (
 const probeSource = "jimbus-loadtest"
 
 // openSubscription dials addr and subscribes to every topic (">") with
-// the payload view view.
-func openSubscription(ctx context.Context, addr, id string, view jimbotpb.PayloadView) (*grpc.ClientConn, grpc.ServerStreamingClient[jimbotpb.EventBatch], error) {
+// the payload view view; the stream's messages are read raw (eachEvent).
+func openSubscription(ctx context.Context, addr, id string, view jimbotpb.PayloadView) (*grpc.ClientConn, *rawStream, error) {
 	conn, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
@@ -42,7 +42,7 @@ func openSubscription(ctx context.Context, addr, id string, view jimbotpb.Payloa
 			return nil, nil, fmt.Errorf("cannot connect to gRPC %s within 5s (state %v)", addr, st)
 		}
 	}
-	stream, err := jimbotpb.NewEventBusClient(conn).Subscribe(ctx,
+	stream, err := openRaw(ctx, conn,
 		&jimbotpb.SubscribeRequest{TopicPatterns: []string{">"}, SubscriberId: id, PayloadView: view})
 	if err != nil {
 		conn.Close()
@@ -60,8 +60,14 @@ func (r *runner) subscribe(ctx context.Context, ready chan<- error) error {
 		return nil
 	}
 	defer conn.Close()
+	var (
+		msg rawBatch
+		ev  jimbotpb.Event
+		now int64
+	)
+	on := func(ev *jimbotpb.Event) { r.onEvent(ev, now) }
 	for {
-		b, err := stream.Recv()
+		err := stream.Recv(&msg)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
 				if ctx.Err() == nil {
@@ -71,10 +77,10 @@ func (r *runner) subscribe(ctx context.Context, ready chan<- error) error {
 			}
 			return fmt.Errorf("subscription failed: %w", err)
 		}
-		now := time.Now().UnixNano()
+		now = time.Now().UnixNano()
 		r.lastDelivery.Store(now)
-		for _, ev := range b.Events {
-			r.onEvent(ev, now)
+		if _, err := eachEvent(msg.b, &ev, on); err != nil {
+			return fmt.Errorf("subscription: %w", err)
 		}
 	}
 }
