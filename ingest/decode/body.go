@@ -186,6 +186,23 @@ func (p *parser) syntaxReason(e synErr) string {
 	return bstr(p.r.reasons[start:])
 }
 
+// useRepairs records the pre-pass's repairs rs of the body, now in
+// st.work, and switches the parser to that body; it reports whether there
+// was anything to repair (otherwise the parser stays on the original).
+func (p *parser) useRepairs(rs []repairAt) bool {
+	p.st.repairs = rs
+	if len(rs) == 0 {
+		return false
+	}
+	p.repaired = true
+	p.buf = p.st.work
+	for _, r := range rs {
+		p.r.Repairs |= r.bit
+	}
+	p.r.RepairCount = len(rs)
+	return true
+}
+
 // rollback forgets every event decoded so far (after a syntax error).
 func (p *parser) rollback() {
 	st := p.st
@@ -234,14 +251,7 @@ func (p *parser) decode() {
 		p.rollback()
 		var rs []repairAt
 		st.work, rs = prepass(st.work[:0], st.orig, st.repairs[:0])
-		st.repairs = rs
-		if len(rs) > 0 {
-			p.repaired = true
-			p.buf = st.work
-			for _, r := range rs {
-				p.r.Repairs |= r.bit
-			}
-			p.r.RepairCount = len(rs)
+		if p.useRepairs(rs) {
 			fatal, e = p.parseBody()
 		}
 		if e.msg != "" {

@@ -45,15 +45,7 @@ func (p *parser) ndjson() {
 		p.rollback()
 		var rs []repairAt
 		st.work, rs = prepassLines(st.work[:0], st.orig, st.repairs[:0])
-		st.repairs = rs
-		if len(rs) > 0 {
-			p.repaired = true
-			p.buf = st.work
-			for _, r := range rs {
-				p.r.Repairs |= r.bit
-			}
-			p.r.RepairCount = len(rs)
-		}
+		p.useRepairs(rs)
 		fatal, _ = p.ndjsonLines(true)
 	}
 	if fatal != "" {
@@ -86,7 +78,7 @@ func (p *parser) ndjsonLines(tolerant bool) (fatal string, bad bool) {
 				return "", true
 			}
 		} else {
-			p.tolerantLine(s, e, idx)
+			p.eventOrReject(s, e, idx, 0)
 		}
 		p.buf = full
 		idx++
@@ -110,17 +102,19 @@ func (p *parser) strictLine(s, e, idx int) bool {
 	return true
 }
 
-// tolerantLine decodes the line p.buf[s:e] (e == len(p.buf)), rejecting it
-// when it is not one valid JSON object.
-func (p *parser) tolerantLine(s, e, idx int) {
+// eventOrReject decodes p.buf[s:e] (e == len(p.buf)), nested at depth, as
+// event idx, or rejects it (to system.deadletter, with the reason) when it is
+// not one valid JSON object: an NDJSON line, or an element of a batch whose
+// array the strict scan could not read.
+func (p *parser) eventOrReject(s, e, idx, depth int) {
 	b := p.buf
-	end, err := skipValue(b, s, 0, p.maxDepth)
+	end, err := skipValue(b, s, depth, p.maxDepth)
 	if err.msg == "" && end != e {
 		err = synErr{end, msgTrailing}
 	}
 	switch {
 	case err.msg == "" && b[s] == '{':
-		if _, e2 := p.event(s, idx, 0); e2.msg != "" {
+		if _, e2 := p.event(s, idx, depth); e2.msg != "" {
 			panic("BUG: decode: event rejected what skipValue accepted")
 		}
 	case err.msg == "":

@@ -126,28 +126,7 @@ func (p *parser) recoverEvents(i int) (end int, fatal string) {
 		}
 		ee := trimWS(full, j, ve)
 		p.buf = full[:ee]
-		vend, e := skipValue(p.buf, j, 2, p.maxDepth)
-		if e.msg == "" && vend != ee {
-			e = synErr{vend, msgTrailing}
-		}
-		switch {
-		case e.msg == "" && full[j] == '{':
-			if _, e2 := p.event(j, idx, 2); e2.msg != "" {
-				panic("BUG: decode: event rejected what skipValue accepted")
-			}
-		case e.msg == "":
-			p.reject(idx, j, ee, whyNotObject, jsonKind(full[j]), 0, "", "")
-		default:
-			var tmp [128]byte
-			pos := e.pos
-			if p.repaired {
-				pos = origPos(p.st.repairs, pos)
-			}
-			d := append(tmp[:0], e.msg...)
-			d = append(d, " at offset "...)
-			d = appendInt(d, pos)
-			p.reject(idx, j, ee, whyBadJSON, bstr(d), 0, "", "") // copied by reject
-		}
+		p.eventOrReject(j, ee, idx, 2)
 		p.buf = full
 		j = skipWS(full, ve)
 		if j < len(full) && full[j] == ',' {
