@@ -6,8 +6,14 @@ GO          ?= go
 BIN         := $(CURDIR)/.bin
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+# The vtproto generator must be the version of github.com/planetscale/vtprotobuf
+# in go.mod (its generated code calls that module's protohelpers).
+PROTOC_GEN_GO_VTPROTO_VERSION := v0.6.1-0.20240319094008-0393e58bdf10
 PROTOC      ?= protoc
 PROTO_FILES := $(wildcard proto/*.proto)
+# Messages with generated SizeVT/MarshalToSizedBufferVT: what grpcout's codec
+# sends to every subscriber.
+VTPROTO_FILES := proto/balatro_events.proto
 export PATH := $(BIN):$(PATH)
 
 .PHONY: all build run test soak-ci vet fmt-check proto proto-check tools gotest nvml-check docker clean
@@ -42,7 +48,7 @@ gotest:
 	$(GO) test -race -count=1 -timeout 12m ./...
 
 ## tools: protoc and the pinned code generators.
-tools: $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc
+tools: $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-go-vtproto
 	@command -v $(PROTOC) >/dev/null 2>&1 || { \
 		echo "installing protoc (protobuf-compiler) with apt-get"; \
 		(apt-get update -qq && apt-get install -y -qq protobuf-compiler >/dev/null) || \
@@ -54,16 +60,26 @@ $(BIN)/protoc-gen-go:
 $(BIN)/protoc-gen-go-grpc:
 	GOBIN=$(BIN) GOFLAGS= $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 
+$(BIN)/protoc-gen-go-vtproto:
+	GOBIN=$(BIN) GOFLAGS= $(GO) install github.com/planetscale/vtprotobuf/cmd/protoc-gen-go-vtproto@$(PROTOC_GEN_GO_VTPROTO_VERSION)
+
+# PROTOC_GEN generates the Go code into directory $(1): the library's
+# messages and gRPC stubs, then the vtproto encoders, corrected by
+# proto/internal/vtfix (see its doc comment).
+PROTOC_GEN = $(PROTOC) -I proto --go_out=$(1) --go_opt=paths=source_relative \
+		--go-grpc_out=$(1) --go-grpc_opt=paths=source_relative $(PROTO_FILES) && \
+	$(PROTOC) -I proto --go-vtproto_out=$(1) \
+		--go-vtproto_opt=paths=source_relative,features=marshal+size $(VTPROTO_FILES) && \
+	$(GO) run ./proto/internal/vtfix $(1)/*_vtproto.pb.go
+
 ## proto: regenerate the committed Go code from proto/*.proto.
 proto: tools
-	$(PROTOC) -I proto --go_out=proto --go_opt=paths=source_relative \
-		--go-grpc_out=proto --go-grpc_opt=paths=source_relative $(PROTO_FILES)
+	$(call PROTOC_GEN,proto)
 
 ## proto-check: fail when the committed generated code is stale.
 proto-check: tools
 	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
-	$(PROTOC) -I proto --go_out=$$tmp --go_opt=paths=source_relative \
-		--go-grpc_out=$$tmp --go-grpc_opt=paths=source_relative $(PROTO_FILES) && \
+	$(call PROTOC_GEN,$$tmp) && \
 	for f in $$tmp/*.go; do \
 		if ! cmp -s $$f proto/$$(basename $$f); then \
 			echo "proto/$$(basename $$f) is stale: run 'make proto' and commit"; exit 1; fi; \

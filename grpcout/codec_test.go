@@ -49,46 +49,82 @@ func checkCodec(t testing.TB, eb *jimbotpb.EventBatch) {
 }
 
 // everyField is an event with every field set to a value that stresses its
-// encoding (negative int32s, -0.0, long strings, several map entries,
-// unknown fields).
+// encoding (see fill).
 func everyField() *jimbotpb.Event {
 	ev := &jimbotpb.Event{}
-	m := ev.ProtoReflect()
+	fill(ev.ProtoReflect(), 0)
+	return ev
+}
+
+// fill sets every field of m outside oneofs to a value that stresses its
+// encoding (negative int32s, -0.0, long strings, two list elements and map
+// entries, unknown fields), and fills the messages it holds depth levels
+// down.
+func fill(m protoreflect.Message, depth int) {
 	fields := m.Descriptor().Fields()
 	for i := range fields.Len() {
 		fd := fields.Get(i)
-		if fd.ContainingOneof() != nil {
-			continue
-		}
 		switch {
+		case fd.ContainingOneof() != nil:
 		case fd.IsMap():
 			mp := m.Mutable(fd).Map()
-			mp.Set(protoreflect.ValueOfString("k").MapKey(), protoreflect.ValueOfString("v"))
-			mp.Set(protoreflect.ValueOfString("").MapKey(), protoreflect.ValueOfString(""))
-		case fd.Kind() == protoreflect.StringKind:
-			m.Set(fd, protoreflect.ValueOfString(string(fd.Name())+string(make([]byte, 200))))
-		case fd.Kind() == protoreflect.BytesKind:
-			m.Set(fd, protoreflect.ValueOfBytes(make([]byte, 300)))
-		case fd.Kind() == protoreflect.EnumKind:
-			m.Set(fd, protoreflect.ValueOfEnum(-3))
-		case fd.Kind() == protoreflect.BoolKind:
-			m.Set(fd, protoreflect.ValueOfBool(true))
-		case fd.Kind() == protoreflect.DoubleKind:
-			m.Set(fd, protoreflect.ValueOfFloat64(math.Copysign(0, -1)))
-		case fd.Kind() == protoreflect.Int32Kind:
-			m.Set(fd, protoreflect.ValueOfInt32(-1))
-		case fd.Kind() == protoreflect.Int64Kind:
-			m.Set(fd, protoreflect.ValueOfInt64(math.MinInt64))
-		case fd.Kind() == protoreflect.Uint32Kind:
-			m.Set(fd, protoreflect.ValueOfUint32(math.MaxUint32))
-		case fd.Kind() == protoreflect.Uint64Kind:
-			m.Set(fd, protoreflect.ValueOfUint64(math.MaxUint64))
+			for _, k := range []string{"k", ""} {
+				mp.Set(protoreflect.ValueOfString(k).MapKey(), stress(mp.NewValue(), fd.MapValue(), depth))
+			}
+		case fd.IsList():
+			l := m.Mutable(fd).List()
+			for range 2 {
+				l.Append(stress(l.NewElement(), fd, depth))
+			}
+		case fd.Message() != nil:
+			if depth > 0 {
+				m.Set(fd, stress(m.NewField(fd), fd, depth))
+			}
 		default:
-			panic("teach everyField the kind of " + string(fd.Name()))
+			m.Set(fd, stress(m.NewField(fd), fd, depth))
 		}
 	}
 	m.SetUnknown(protoreflect.RawFields{0xf8, 0x3e, 0x01})
-	return ev
+}
+
+// stress returns the value fill gives a field of fd's kind; v is a new
+// value of the field.
+func stress(v protoreflect.Value, fd protoreflect.FieldDescriptor, depth int) protoreflect.Value {
+	switch fd.Kind() {
+	case protoreflect.MessageKind:
+		if fd.Message().FullName() == "google.protobuf.Any" {
+			any, err := anypb.New(&jimbotpb.HeartbeatEvent{Uptime: 5})
+			if err != nil {
+				panic(err)
+			}
+			return protoreflect.ValueOfMessage(any.ProtoReflect())
+		}
+		if depth > 0 {
+			fill(v.Message(), depth-1)
+		}
+		return v
+	case protoreflect.StringKind:
+		return protoreflect.ValueOfString(string(fd.Name()) + string(make([]byte, 200)))
+	case protoreflect.BytesKind:
+		return protoreflect.ValueOfBytes(make([]byte, 300))
+	case protoreflect.EnumKind:
+		return protoreflect.ValueOfEnum(-3)
+	case protoreflect.BoolKind:
+		return protoreflect.ValueOfBool(true)
+	case protoreflect.DoubleKind:
+		return protoreflect.ValueOfFloat64(math.Copysign(0, -1))
+	case protoreflect.FloatKind:
+		return protoreflect.ValueOfFloat32(float32(math.Copysign(0, -1)))
+	case protoreflect.Int32Kind:
+		return protoreflect.ValueOfInt32(-1)
+	case protoreflect.Int64Kind:
+		return protoreflect.ValueOfInt64(math.MinInt64)
+	case protoreflect.Uint32Kind:
+		return protoreflect.ValueOfUint32(math.MaxUint32)
+	case protoreflect.Uint64Kind:
+		return protoreflect.ValueOfUint64(math.MaxUint64)
+	}
+	panic("teach stress the kind of " + string(fd.FullName()))
 }
 
 // TestCodecMatchesProto: the EventBatch encoder gives the library's encoding
@@ -123,42 +159,25 @@ func TestCodecMatchesProto(t *testing.T) {
 	checkCodec(t, &jimbotpb.EventBatch{Events: []*jimbotpb.Event{{}, nil, {}}})
 	checkCodec(t, &jimbotpb.EventBatch{Events: []*jimbotpb.Event{everyField()}})
 
-	// Every member of the oneof: empty, nil inside, and with a field set.
+	// Every member of the oneof: nil inside, empty, and with every field
+	// set (-0.0 in floats, nested messages and Events two levels down).
 	oneof := (&jimbotpb.Event{}).ProtoReflect().Descriptor().Oneofs().ByName("payload")
 	for i := range oneof.Fields().Len() {
 		fd := oneof.Fields().Get(i)
-		for _, fill := range []bool{false, true} {
+		for _, depth := range []int{-1, 0, 2} {
 			ev := everyField()
 			m := ev.ProtoReflect()
 			v := m.NewField(fd)
-			if fill {
-				if fd.Message().FullName() == "google.protobuf.Any" {
-					any, err := anypb.New(&jimbotpb.HeartbeatEvent{Uptime: 5})
-					require.NoError(t, err)
-					v = protoreflect.ValueOfMessage(any.ProtoReflect())
-				} else {
-					sub := v.Message()
-					if sub.Descriptor().Fields().Len() == 0 {
-						continue
-					}
-					f1 := sub.Descriptor().Fields().Get(0)
-					if !f1.IsList() && !f1.IsMap() && f1.Message() == nil {
-						sub.Set(f1, sub.NewField(f1))
-						switch f1.Kind() {
-						case protoreflect.StringKind:
-							sub.Set(f1, protoreflect.ValueOfString("x"))
-						case protoreflect.BoolKind:
-							sub.Set(f1, protoreflect.ValueOfBool(true))
-						}
-					}
-				}
+			switch depth {
+			case -1:
+				v = protoreflect.ValueOfMessage(v.Message().Type().Zero())
+			case 2:
+				v = stress(v, fd, depth)
 			}
 			m.Set(fd, v)
 			checkCodec(t, &jimbotpb.EventBatch{Events: []*jimbotpb.Event{ev, {}}})
 		}
 	}
-	ev := &jimbotpb.Event{Payload: &jimbotpb.Event_Heartbeat{}} // a nil view
-	checkCodec(t, &jimbotpb.EventBatch{Events: []*jimbotpb.Event{ev}})
 
 	// A large batch goes through the pooled buffers; other messages through
 	// the standard codec.
