@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -12,7 +13,7 @@ import (
 
 func TestDedupWindow(t *testing.T) {
 	const w = int64(10 * time.Minute)
-	d := newDedup(w, 1<<20)
+	d := newDedup(w, 1<<20, maxDedupShards)
 	k := uint64(0xabcdef) | 5<<58
 	require.False(t, d.seen(k, 0))
 	require.True(t, d.seen(k, 1))
@@ -21,7 +22,7 @@ func TestDedupWindow(t *testing.T) {
 	require.True(t, d.seen(k, w+1))
 
 	// A full bucket gives its oldest entry to a new event (and counts it).
-	d = newDedup(w, 1<<20)
+	d = newDedup(w, 1<<20, maxDedupShards)
 	bucketKey := func(i uint64) uint64 { return 5<<58 | i*uint64(d.buckets) | 7 } // same shard, same bucket
 	for i := range uint64(dedupWays) {
 		require.False(t, d.seen(bucketKey(i+1), int64(i)))
@@ -40,7 +41,7 @@ func TestDedupWindow(t *testing.T) {
 	require.True(t, d.seen(bucketKey(1), w+10), "the youngest (marked at 11) is still there")
 
 	// forget undoes a mark, but not a later one.
-	d = newDedup(w, 1<<20)
+	d = newDedup(w, 1<<20, maxDedupShards)
 	require.False(t, d.seen(k, 100))
 	d.forget(k, 100)
 	require.False(t, d.seen(k, 200))
@@ -50,11 +51,13 @@ func TestDedupWindow(t *testing.T) {
 
 func TestDedupBounded(t *testing.T) {
 	const maxEntries = 1024
-	d := newDedup(int64(time.Hour), maxEntries)
+	d := newDedup(int64(time.Hour), maxEntries, maxDedupShards)
 	require.Equal(t, maxEntries, d.capacity())
-	require.Equal(t, 1<<20, newDedup(1, 1<<20).capacity())
-	require.Equal(t, 1<<19, newDedup(1, 1<<20-1).capacity(), "rounded down")
-	require.Equal(t, dedupShards*dedupWays, newDedup(1, 1).capacity(), "at least one bucket a shard")
+	require.Equal(t, 1<<20, newDedup(1, 1<<20, maxDedupShards).capacity())
+	require.Equal(t, 1<<19, newDedup(1, 1<<20-1, 8).capacity(), "rounded down")
+	require.Equal(t, maxDedupShards*dedupWays, newDedup(1, 1, maxDedupShards).capacity(), "at least one bucket a shard")
+	require.Equal(t, 8*dedupWays, newDedup(1, 1, 8).capacity())
+	require.Panics(t, func() { newDedup(1, 1, 12) })
 	r := rand.New(rand.NewPCG(1, 2))
 	var last uint64
 	for i := range 100_000 {
@@ -122,8 +125,14 @@ func TestDedupOff(t *testing.T) {
 // TestDedupSeenBatch: seenBatch answers as seen called on each key in turn,
 // duplicates within the batch, zero keys and full buckets included.
 func TestDedupSeenBatch(t *testing.T) {
+	for _, shards := range []int{1, 8, maxDedupShards} {
+		testDedupSeenBatch(t, shards)
+	}
+}
+
+func testDedupSeenBatch(t *testing.T, shards int) {
 	const w = int64(time.Minute)
-	a, b := newDedup(w, 1<<12), newDedup(w, 1<<12)
+	a, b := newDedup(w, 1<<12, shards), newDedup(w, 1<<12, shards)
 	r := rand.New(rand.NewPCG(3, 4))
 	var pool []uint64
 	for round := range 2000 {
@@ -149,11 +158,50 @@ func TestDedupSeenBatch(t *testing.T) {
 		a.seenBatch(keys, now, &dup)
 		for i, k := range keys {
 			want := k != 0 && b.seen(k, now)
-			require.Equal(t, want, dup[i], "round %d key %d", round, i)
+			require.Equal(t, want, dup[i], "%d shards, round %d key %d", shards, round, i)
 		}
 	}
 	na, ea := a.stats()
 	nb, eb := b.stats()
 	require.Equal(t, nb, na)
 	require.Equal(t, eb, ea)
+	require.Positive(t, ea, "buckets were crowded")
+}
+
+// TestDedupShardsFor: 4 shards a P, a power of two in [8, 64].
+func TestDedupShardsFor(t *testing.T) {
+	for procs, want := range map[int]int{1: 8, 2: 8, 3: 16, 4: 16, 8: 32, 16: 64, 256: 64} {
+		require.Equal(t, want, dedupShardsFor(procs), "%d procs", procs)
+	}
+}
+
+// BenchmarkDedupBatch: check-and-mark of 50 new keys a batch, as the
+// handler does it (prefetch, then seenBatch), from every P at once, in a
+// window of the default size.
+func BenchmarkDedupBatch(b *testing.B) {
+	d := newDedup(int64(time.Hour), defaultDedupMaxEntries, dedupShardsFor(runtime.GOMAXPROCS(0)))
+	var seq atomic.Uint64
+	b.RunParallel(func(pb *testing.PB) {
+		var keys [50]uint64
+		var dup [seenBatchMax]bool
+		for pb.Next() {
+			n := seq.Add(1)
+			for i := range keys {
+				keys[i] = mix64(n<<8 | uint64(i))
+			}
+			now := int64(n)
+			d.prefetch(keys[:])
+			d.seenBatch(keys[:], now, &dup)
+		}
+	})
+	b.ReportMetric(float64(b.N*50)/b.Elapsed().Seconds(), "keys/s")
+}
+
+// mix64 is a 64-bit finalizer (splitmix64): keys spread like hashes.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -223,7 +224,7 @@ func New(opts Options, pub route.Publisher) (*Server, error) {
 		epoch:  time.Now(),
 	}
 	if opts.DedupWindow > 0 {
-		s.dd = newDedup(int64(opts.DedupWindow), opts.DedupMaxEntries)
+		s.dd = newDedup(int64(opts.DedupWindow), opts.DedupMaxEntries, dedupShardsFor(runtime.GOMAXPROCS(0)))
 	}
 	m, err := newMetrics(opts.Registerer, s.dd, s.cmds, s.budget)
 	if err != nil {
