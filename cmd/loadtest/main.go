@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,9 +33,10 @@ import (
 const usage = `usage:
   loadtest gen     --games N --duration D --out DIR [--seed S] [--outage] [--backend wininet|socket|curl] [--gzip]
   loadtest replay  [--target URL] [--grpc ADDR] [--games N] [--speed X | --rate R/s] [--duration D]
-                   [--grace D] [--conns C] [--json FILE] [--allow-remote] [--quiet] FILE|DIR...
+                   [--grace D] [--conns C] [--json FILE] [--allow-remote] [--quiet]
+                   [--cpuprofile FILE] FILE|DIR...
   loadtest http    [--target URL] [--conns C] [--duration D] (--body FILE | --synthetic-batch N)
-                   [--grpc ADDR] [--json FILE] [--allow-remote] [--quiet]
+                   [--grpc ADDR] [--json FILE] [--allow-remote] [--quiet] [--cpuprofile FILE]
 
 Run "loadtest COMMAND -h" for the flags of a command. Exit status: 0 success,
 1 error, 2 bad usage, 3 replay saw lost or duplicated events.
@@ -91,6 +93,33 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("loadtest "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	return fs
+}
+
+// cpuProfileFlag adds --cpuprofile to fs. The load tester shares the
+// machine with the bus in most runs; its profile tells how much of the
+// figures is its own work.
+func cpuProfileFlag(fs *flag.FlagSet) *string {
+	return fs.String("cpuprofile", "", "write the load tester's own CPU profile to this file")
+}
+
+// startCPUProfile starts profiling into path ("": nothing) and returns the
+// function that stops it.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 func runGen(args []string, stdout, stderr io.Writer) int {
@@ -229,6 +258,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	viewFlag := fs.String("payload-view", "default", "the subscription's payload view: default (the bus's), typed, or json (payload_json only; the bus builds no typed views while no subscriber wants them)")
 	noProbe := fs.Bool("no-probe", false, "do not post a probe event to check the subscription first")
 	salt := fs.Uint("salt", 0, "id rewriting salt (default random, so reruns are new events)")
+	cpuProfile := cpuProfileFlag(fs)
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return 2
@@ -279,7 +309,13 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if !*quiet {
 		opts.Progress = stderr
 	}
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		fmt.Fprintln(stderr, "loadtest replay:", err)
+		return 1
+	}
 	rep, err := loadtest.Replay(ctx, opts)
+	stopProfile()
 	if err != nil {
 		fmt.Fprintln(stderr, "loadtest replay:", err)
 		return 1
@@ -310,6 +346,7 @@ func runHTTP(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	allowRemote := fs.Bool("allow-remote", false, "allow a target that is not loopback")
 	quiet := fs.Bool("quiet", false, "no progress line")
 	viewFlag := fs.String("payload-view", "default", "the subscription's payload view: default (the bus's), typed, or json (payload_json only; the bus builds no typed views while no subscriber wants them)")
+	cpuProfile := cpuProfileFlag(fs)
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return 2
@@ -346,7 +383,13 @@ func runHTTP(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if !*quiet {
 		opts.Progress = stderr
 	}
+	stopProfile, err := startCPUProfile(*cpuProfile)
+	if err != nil {
+		fmt.Fprintln(stderr, "loadtest http:", err)
+		return 1
+	}
 	rep, err := loadtest.LoadHTTP(ctx, opts)
+	stopProfile()
 	if err != nil {
 		fmt.Fprintln(stderr, "loadtest http:", err)
 		return 1

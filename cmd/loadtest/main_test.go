@@ -94,9 +94,13 @@ func TestGenReplayHTTP(t *testing.T) {
 
 	target := okServer(t)
 	jsonPath := filepath.Join(dir, "report.json")
+	profPath := filepath.Join(dir, "cpu.prof")
 	code, stdout, stderr = runT(t, "replay", "--target", target, "--grpc", "", "--games", "3", "--speed", "30",
-		"--duration", "500ms", dir, "--json", jsonPath, "--quiet")
+		"--duration", "500ms", dir, "--json", jsonPath, "--quiet", "--cpuprofile", profPath)
 	require.Equal(t, 0, code, stderr)
+	prof, err := os.Stat(profPath)
+	require.NoError(t, err)
+	require.Positive(t, prof.Size(), "the load tester's profile was written")
 	require.Contains(t, stdout, "requests")
 	var rep loadtest.Report
 	b, err := os.ReadFile(jsonPath)
@@ -107,7 +111,12 @@ func TestGenReplayHTTP(t *testing.T) {
 	require.Equal(t, 2, rep.Sessions)
 
 	code, stdout, stderr = runT(t, "http", "--target", target, "--synthetic-batch", "10", "--conns", "2",
-		"--duration", "200ms", "--json", "-")
+		"--duration", "200ms", "--json", "-", "--cpuprofile", profPath)
 	require.Equal(t, 0, code, stderr)
 	require.Contains(t, stdout, `"events_per_request": 10`)
+
+	code, _, stderr = runT(t, "http", "--target", target, "--synthetic-batch", "10", "--duration", "100ms",
+		"--cpuprofile", filepath.Join(dir, "no-such-dir", "cpu.prof"))
+	require.Equal(t, 1, code)
+	require.Contains(t, stderr, "no-such-dir")
 }
