@@ -38,6 +38,14 @@
 //   - BenchmarkEndToEnd: the same batches through the real HTTP listener to
 //     a real gRPC subscriber on ">" over loopback; events/s are counted at
 //     the subscriber, and the benchmark ends when it has received them all.
+//   - BenchmarkPaired (paired_timing_test.go): JimBus and fastsonic on the
+//     IngestBatch50 and SingleEvent bodies in alternating slices of
+//     -pair-slice (100 ms) each, one pair an iteration (-benchtime 50x: 50
+//     pairs), reporting the medians over the pairs of the per-CPU and the
+//     events/s ratios. The other benchmarks run each server for the whole
+//     -benchtime in turn, and on a shared machine the other tenants' load
+//     changes between the two; in slices a fraction of a second apart both
+//     meet the same load, and the ratio varies much less from run to run.
 //
 // The decoder, routing, the ring and the fan-out without the network are
 // benchmarked in their own packages; RESULTS.md quotes them.
