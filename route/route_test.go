@@ -1,6 +1,7 @@
 package route
 
 import (
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -183,6 +184,46 @@ func TestBatchRefs(t *testing.T) {
 	require.Equal(t, 0, b.Len())
 	b.Release()
 	require.Equal(t, 2, freed)
+}
+
+// TestParseTypeCase: every known name in random mixes of case, and random
+// near misses, answer as a case-insensitive lookup of the maps would.
+func TestParseTypeCase(t *testing.T) {
+	want := map[string]jimbotpb.EventType{}
+	for k, v := range typeValues {
+		want[k] = v
+	}
+	for k, v := range typeAliases {
+		want[k] = v
+	}
+	want["LEARNING_DECISION"] = jimbotpb.EventType_EVENT_TYPE_LEARNING_DECISION_REQUEST
+	r := rand.New(rand.NewPCG(7, 8))
+	for name, v := range want {
+		for range 20 {
+			b := []byte(name)
+			for i := range b {
+				if r.IntN(2) == 0 {
+					b[i] = byte(strings.ToLower(string(b[i]))[0])
+				}
+			}
+			got, ok := ParseType(string(b), "")
+			require.True(t, ok, string(b))
+			require.Equal(t, v, got, string(b))
+			// One byte changed: unknown, unless it is a case change.
+			i := r.IntN(len(b))
+			c := b[i]
+			b[i] = byte(r.IntN(256))
+			if strings.EqualFold(string(b[i]), string(c)) {
+				continue
+			}
+			wv, wok := want[strings.ToUpper(string(b))]
+			got, ok = ParseType(string(b), "")
+			require.Equal(t, wok, ok, "%q", b)
+			if ok {
+				require.Equal(t, wv, got, "%q", b)
+			}
+		}
+	}
 }
 
 // TestParseTypeTable: the hashed table answers as the maps it is built from.

@@ -54,3 +54,19 @@ func BenchmarkRoute(b *testing.B) {
 	}
 	_ = jimbotpb.EventType_EVENT_TYPE_UNSPECIFIED
 }
+
+// BenchmarkParseType: the type names of a real state-change batch, as
+// BalatroMCP writes them.
+func BenchmarkParseType(b *testing.B) {
+	names := []string{"GAME_STATE", "JOKERS_CHANGED", "HEARTBEAT", "MONEY_CHANGED", "SCORE_CHANGED", "HAND_PLAYED", "connection_test"}
+	b.ReportAllocs()
+	n := 0
+	for i := 0; b.Loop(); i++ {
+		if _, ok := ParseType(names[i%len(names)], ""); ok {
+			n++
+		}
+	}
+	if n == 0 {
+		b.Fatal("no name known")
+	}
+}
