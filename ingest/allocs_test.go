@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"github.com/valyala/fasthttp"
 )
 
 func TestAllocsIngest(t *testing.T) {
@@ -16,17 +15,17 @@ func TestAllocsIngest(t *testing.T) {
 	require.NoError(t, err)
 
 	pub := &releaser{}
-	run := func(t *testing.T, s *Server, ctx *fasthttp.RequestCtx, wantBody string) {
+	run := func(t *testing.T, s *Server, req *benchReq, wantBody string) {
 		t.Helper()
 		h := s.Handler()
 		for range 20 { // warm the pools and the window's maps
-			h(ctx)
+			req.serve(h)
 		}
 		n := testing.AllocsPerRun(500, func() {
-			h(ctx)
+			req.serve(h)
 		})
-		require.Equal(t, 200, ctx.Response.StatusCode())
-		require.Equal(t, wantBody, string(ctx.Response.Body()))
+		require.Equal(t, 200, req.ctx.Response.StatusCode())
+		require.Equal(t, wantBody, string(req.ctx.Response.Body()))
 		require.Zero(t, n, "allocations per request")
 	}
 
@@ -41,54 +40,54 @@ func TestAllocsIngest(t *testing.T) {
 			return clock
 		}
 		before := pub.events.Load()
-		run(t, s, newBenchCtx("POST", "/api/v1/events/batch", "application/json", body), okBody)
+		run(t, s, newBenchReq("POST", "/api/v1/events/batch", "application/json", body), okBody)
 		require.Equal(t, int64(6*(20+501)), pub.events.Load()-before, "every request published")
 	})
 	t.Run("batch/resends", func(t *testing.T) {
 		s, err := New(Options{}, pub)
 		require.NoError(t, err)
 		before := pub.events.Load()
-		run(t, s, newBenchCtx("POST", "/api/v1/events//batch", "application/json", body), okBody)
+		run(t, s, newBenchReq("POST", "/api/v1/events//batch", "application/json", body), okBody)
 		require.Equal(t, int64(6), pub.events.Load()-before, "only the first request published")
 	})
 	t.Run("batch/no-dedup", func(t *testing.T) {
 		s, err := New(Options{DedupWindow: -1}, pub)
 		require.NoError(t, err)
-		run(t, s, newBenchCtx("POST", "/api/v1/events/batch", "", body), okBody)
+		run(t, s, newBenchReq("POST", "/api/v1/events/batch", "", body), okBody)
 	})
 	t.Run("batch/rejected-event", func(t *testing.T) {
 		s, err := New(Options{DedupWindow: -1}, pub)
 		require.NoError(t, err)
-		run(t, s, newBenchCtx("POST", "/api/v1/events/batch", "application/json",
+		run(t, s, newBenchReq("POST", "/api/v1/events/batch", "application/json",
 			[]byte(`{"events":[{"type":"HEARTBEAT","source":"x","payload":{}},{"type":"NOPE","source":"x","payload":{}}]}`)),
 			`{"status":"error","error":"Processed 1/2 events. Errors: Event 1: Invalid format - Unknown event type: NOPE"}`)
 	})
 	t.Run("poll/empty", func(t *testing.T) {
 		s, err := New(Options{}, pub)
 		require.NoError(t, err)
-		run(t, s, newBenchCtx("GET", "/api/v1/commands/poll", "", nil), "")
+		run(t, s, newBenchReq("GET", "/api/v1/commands/poll", "", nil), "")
 	})
 	t.Run("poll/command", func(t *testing.T) {
 		s, err := New(Options{}, pub)
 		require.NoError(t, err)
-		ctx := newBenchCtx("GET", "/api/v1/commands/poll", "", nil)
+		req := newBenchReq("GET", "/api/v1/commands/poll", "", nil)
 		h := s.Handler()
 		n := testing.AllocsPerRun(500, func() {
 			if err := s.Commands().EnqueueLine("play_hand"); err != nil {
 				t.Fatal(err)
 			}
-			h(ctx)
+			req.serve(h)
 		})
-		require.Equal(t, "play_hand\n", string(ctx.Response.Body()))
+		require.Equal(t, "play_hand\n", string(req.ctx.Response.Body()))
 		require.Zero(t, n)
 	})
 	t.Run("health", func(t *testing.T) {
 		s, err := New(Options{}, pub)
 		require.NoError(t, err)
-		ctx := newBenchCtx("GET", "/health", "", nil)
-		s.Handler()(ctx)
-		n := testing.AllocsPerRun(500, func() { s.Handler()(ctx) })
-		require.Contains(t, string(ctx.Response.Body()), `"status":"healthy"`)
+		req := newBenchReq("GET", "/health", "", nil)
+		req.serve(s.Handler())
+		n := testing.AllocsPerRun(500, func() { req.serve(s.Handler()) })
+		require.Contains(t, string(req.ctx.Response.Body()), `"status":"healthy"`)
 		require.Zero(t, n)
 	})
 }

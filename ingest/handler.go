@@ -227,8 +227,13 @@ func (s *Server) serveEvents(ctx *fasthttp.RequestCtx, kind decode.Kind, start t
 		}
 		return
 	}
-	body := ctx.PostBody()
-	if len(ctx.Request.Header.ContentEncoding()) != 0 {
+	now := start.UnixNano()
+	var res *decode.Result
+	if len(ctx.Request.Header.ContentEncoding()) == 0 {
+		// The batch takes the request's body buffer and fasthttp reads the
+		// next request into a spare one: no copy.
+		res = s.dec.DecodeSwap(kind, now, ctx.Request.SwapBody)
+	} else {
 		b, err := ctx.Request.BodyUncompressedWithLimit(max(s.bodyLimit, 1))
 		switch {
 		case errors.Is(err, fasthttp.ErrBodyTooLarge):
@@ -240,10 +245,8 @@ func (s *Server) serveEvents(ctx *fasthttp.RequestCtx, kind decode.Kind, start t
 				strconv.Quote(string(ctx.Request.Header.ContentEncoding()))+": "+err.Error()))
 			return
 		}
-		body = b
+		res = s.dec.Decode(kind, b, now)
 	}
-	now := start.UnixNano()
-	res := s.dec.Decode(kind, body, now)
 	_, err := s.ingest(context.Background(), uint32(ctx.ConnID()), res, s.dedupNow(start), s.m.acceptedHTTP)
 	switch {
 	case err == nil && !rejectedAny(res):

@@ -70,17 +70,17 @@ func BenchmarkIngest(b *testing.B) {
 				b.Fatal(err)
 			}
 			h := s.Handler()
-			ctx := newBenchCtx("POST", "/api/v1/events/batch", "application/json", body)
+			req := newBenchReq("POST", "/api/v1/events/batch", "application/json", body)
 			b.ReportAllocs()
 			b.SetBytes(int64(len(body)))
 			n := uint64(0)
 			for b.Loop() {
 				n++
-				stampIDs(ctx.Request.Body(), offs, n)
-				h(ctx)
+				stampIDs(req.body, offs, n)
+				req.serve(h)
 			}
-			if ctx.Response.StatusCode() != 200 || string(ctx.Response.Body()) != okBody {
-				b.Fatalf("%d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+			if req.ctx.Response.StatusCode() != 200 || string(req.ctx.Response.Body()) != okBody {
+				b.Fatalf("%d %s", req.ctx.Response.StatusCode(), req.ctx.Response.Body())
 			}
 			b.ReportMetric(float64(50*b.N)/b.Elapsed().Seconds(), "events/s")
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(50*b.N), "ns/event")
@@ -95,14 +95,14 @@ func BenchmarkIngest(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(body)))
 			b.RunParallel(func(pb *testing.PB) {
-				ctx := newBenchCtx("POST", "/api/v1/events/batch", "application/json", bytes.Clone(body))
+				req := newBenchReq("POST", "/api/v1/events/batch", "application/json", bytes.Clone(body))
 				n := salt.Add(1) << 40
 				for pb.Next() {
 					n++
-					stampIDs(ctx.Request.Body(), offs, n)
-					h(ctx)
-					if ctx.Response.StatusCode() != 200 {
-						b.Errorf("status %d", ctx.Response.StatusCode())
+					stampIDs(req.body, offs, n)
+					req.serve(h)
+					if req.ctx.Response.StatusCode() != 200 {
+						b.Errorf("status %d", req.ctx.Response.StatusCode())
 						return
 					}
 				}
@@ -139,11 +139,11 @@ func BenchmarkIngest(b *testing.B) {
 			b.Fatal(err)
 		}
 		h := s.Handler()
-		ctx := newBenchCtx("POST", "/api/v1/events/batch", "application/json", body)
+		req := newBenchReq("POST", "/api/v1/events/batch", "application/json", body)
 		b.ReportAllocs()
 		b.SetBytes(int64(len(body)))
 		for b.Loop() {
-			h(ctx)
+			req.serve(h)
 		}
 		b.ReportMetric(float64(50*b.N)/b.Elapsed().Seconds(), "events/s")
 	})
@@ -161,16 +161,16 @@ func BenchmarkIngestSingle(b *testing.B) {
 		b.Fatal(err)
 	}
 	h := s.Handler()
-	ctx := newBenchCtx("POST", "/api/v1/events", "application/json", body)
+	req := newBenchReq("POST", "/api/v1/events", "application/json", body)
 	b.ReportAllocs()
 	n := uint64(0)
 	for b.Loop() {
 		n++
-		stampIDs(ctx.Request.Body(), offs, n)
-		h(ctx)
+		stampIDs(req.body, offs, n)
+		req.serve(h)
 	}
-	if ctx.Response.StatusCode() != 200 {
-		b.Fatalf("%d %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	if req.ctx.Response.StatusCode() != 200 {
+		b.Fatalf("%d %s", req.ctx.Response.StatusCode(), req.ctx.Response.Body())
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }

@@ -154,11 +154,28 @@ const (
 // Decode decodes one request body. It copies what it keeps: body may be
 // reused once Decode returns. receivedAt is the arrival time, Unix ns.
 func (d *Decoder) Decode(kind Kind, body []byte, receivedAt int64) *Result {
+	st := getState()
+	st.orig = append(st.orig[:0], body...)
+	return d.decode(kind, st, receivedAt)
+}
+
+// DecodeSwap is Decode of a body it takes instead of copying: swap gets a
+// spare buffer (empty; the caller uses it from then on in place of the
+// body, e.g. for the next request) and returns the body, which the batch
+// owns from then on: the caller must not use or change it again. With
+// fasthttp, swap is the request's SwapBody: a 23 KB batch is not copied,
+// and the process touches one buffer a request instead of two.
+func (d *Decoder) DecodeSwap(kind Kind, receivedAt int64, swap func(spare []byte) (body []byte)) *Result {
+	st := getState()
+	st.orig = swap(st.orig[:0])
+	return d.decode(kind, st, receivedAt)
+}
+
+// decode decodes st.orig into st's batch.
+func (d *Decoder) decode(kind Kind, st *batchState, receivedAt int64) *Result {
 	r := getResult()
 	r.kind = kind
-	st := getState()
 	st.batch.ReceivedAt = receivedAt
-	st.orig = append(st.orig[:0], body...)
 	p := parser{
 		d:          d,
 		st:         st,

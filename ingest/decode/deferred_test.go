@@ -1,7 +1,10 @@
 package decode
 
 import (
+	"bytes"
+	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
@@ -105,4 +108,49 @@ func TestTypedWantedAskedPerRequest(t *testing.T) {
 		r.Batch.Release()
 		d.ReleaseResult(r)
 	}
+}
+
+// TestDecodeSwap: DecodeSwap gives Decode's result for every real body (and
+// a repaired one), hands swap an empty spare buffer, and keeps the body it
+// gets back without copying it (a body the pre-pass repaired is read from
+// the repaired copy).
+func TestDecodeSwap(t *testing.T) {
+	bodies := realBodies(t)
+	bodies["repaired"] = kindBody{KindBatch, []byte(batchOf(`{"type":"MONEY_CHANGED","source":"s","event_id":"e1","payload":{"new_value":nan}}`))}
+	d := New(Options{})
+	for name, tc := range bodies {
+		want := d.Decode(tc.kind, tc.body, 1)
+		owned := bytes.Clone(tc.body)
+		got := d.DecodeSwap(tc.kind, 1, func(spare []byte) []byte {
+			require.Empty(t, spare, name)
+			return owned
+		})
+		require.Equal(t, want.Fatal, got.Fatal, name)
+		require.Equal(t, len(want.Batch.Events), len(got.Batch.Events), name)
+		for i := range want.Batch.Events {
+			w, g := proto.Clone(want.Batch.Events[i]).(*jimbotpb.Event), proto.Clone(got.Batch.Events[i]).(*jimbotpb.Event)
+			if strings.HasPrefix(w.EventId, "jb-") && strings.HasPrefix(g.EventId, "jb-") {
+				w.EventId, g.EventId = "", "" // assigned, one per event decoded
+			}
+			require.True(t, proto.Equal(w, g), "%s: event %d:\n%v\n%v", name, i, w, g)
+		}
+		if len(got.Batch.Events) > 0 && len(got.Batch.Events[0].PayloadJson) > 0 && got.Batch.Events[0].Repairs == 0 {
+			pj := got.Batch.Events[0].PayloadJson
+			require.True(t, aliases(owned, pj), "%s: payload_json is not a copy", name)
+		}
+		for _, r := range []*Result{want, got} {
+			r.Batch.Release()
+			d.ReleaseResult(r)
+		}
+	}
+}
+
+// aliases reports whether b lies inside buf.
+func aliases(buf, b []byte) bool {
+	if len(b) == 0 || len(buf) == 0 {
+		return false
+	}
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(buf)))
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	return p >= start && p < start+uintptr(len(buf))
 }
