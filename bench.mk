@@ -11,6 +11,10 @@
 #                        of events/s, CPU per event, allocations and ratios
 #                        (bench/cmd/benchtable). BENCH_OUT=FILE keeps the raw
 #                        `go test -bench` output; bench/RESULTS.md has the last.
+#   make bench-paired    the two ratio targets (batches, single events: JimBus
+#                        over fastsonic) in alternating 100 ms slices,
+#                        BENCH_PAIRS pairs each: the steadiest ratio figures on
+#                        a machine shared with other tenants.
 
 GO            ?= go
 BENCH_CI_MIN  ?= 10000
@@ -19,10 +23,11 @@ BENCH_TIME    ?= 1s
 BENCH_CONC    ?= 32
 BENCH_COMPARE ?= ^Benchmark(IngestBatch50|SingleEvent|EndToEnd)$$
 BENCH_OUT     ?=
+BENCH_PAIRS   ?= 30
 
 # BENCH_TIME is per server and run; BENCH_CONC the requests in flight.
 
-.PHONY: bench-ci bench-compare
+.PHONY: bench-ci bench-compare bench-paired
 
 bench-ci:
 	$(GO) test -run '^TestBenchCI$$' -count=1 -timeout 5m -v ./bench/ -args -ci.min-events=$(BENCH_CI_MIN)
@@ -41,3 +46,6 @@ bench-compare:
 		grep -E '^(Benchmark|    )' "$$tmp/run.txt" | tee -a "$$out"; \
 	done; \
 	$(GO) run ./bench/cmd/benchtable "$$out"
+
+bench-paired:
+	$(GO) test -run '^$$' -bench '^BenchmarkPaired$$' -benchtime $(BENCH_PAIRS)x -timeout 30m ./bench/ -args -conc $(BENCH_CONC)
