@@ -7,7 +7,9 @@
 //
 // Decode copies the body once into an arena owned by the batch; it never
 // keeps the caller's slice (fasthttp reuses it), so body may be reused as
-// soon as Decode returns. Every string and []byte of the events (event_id,
+// soon as Decode returns. DecodeSwap takes the body instead (ingest passes
+// fasthttp's Request.SwapBody): the caller gets the batch state's spare
+// buffer in exchange and never touches the body again. Every string and []byte of the events (event_id,
 // source, payload_json, extra_json, raw, typed view strings, metadata) aliases
 // that arena, and the events, their typed payloads (with their oneof wrapper
 // values) and the arena come from a per-batch pool: when the batch's last

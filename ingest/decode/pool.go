@@ -194,8 +194,8 @@ func (c *typedCache) reset() {
 // batch's last reference is released.
 type batchState struct {
 	batch *route.Batch
-	// orig is the copy of the request body; work the pre-pass output when
-	// the body needed repair.
+	// orig is the request body (copied by Decode, taken by DecodeSwap);
+	// work the pre-pass output when the body needed repair.
 	orig, work []byte
 	// aux holds bytes made while decoding: unescaped strings, assigned
 	// event ids, extra_json objects, deadletter reasons.
