@@ -28,10 +28,10 @@ var codec = NewCodec()
 // protoc-gen-go-vtproto generates for balatro_events.proto (make proto, with
 // proto/internal/vtfix's corrections) sizes the message with plain
 // arithmetic and writes it from its end, each length prefix after its
-// content, without allocating: 3.4x faster for the real batches with typed
-// views (BenchmarkMarshalBatch). Buffers come from a pool that does not
-// zero them (the encoder overwrites every byte it returns). Every other
-// message goes to the standard proto codec. The output is the standard
+// content, without allocating (BenchmarkMarshalBatch, 60 real events with
+// typed views: 34-43 us, the library 154-170 us). Buffers come from a pool
+// that does not zero them (the encoder overwrites every byte it returns).
+// Every other message goes to the standard proto codec. The output is the standard
 // encoding, so clients see no difference; TestCodecMatchesProto and
 // FuzzCodec compare it with the library's.
 type Codec struct{ std encoding.CodecV2 }
