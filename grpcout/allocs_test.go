@@ -17,10 +17,16 @@ import (
 // allocate: Publish, the dispatcher's Drain and dispatch to one and to four
 // subscriber queues, and each writer's pack and post-Send step; the
 // subscribers of odd index want the JSON view (copies without the typed
-// view, which every third event has).
+// view, which every third event has). With wire set (gRPC streams), four
+// subscribers share each view's encodings: the encoding, once a batch, and
+// the parts do not allocate either once the batch's buffers have grown.
 func TestAllocs(t *testing.T) {
-	for _, nsubs := range []int{1, 2, 4} {
-		t.Run(fmt.Sprintf("subscribers=%d", nsubs), func(t *testing.T) {
+	for _, tc := range []struct {
+		nsubs int
+		wire  bool
+	}{{1, false}, {2, false}, {4, false}, {4, true}} {
+		nsubs := tc.nsubs
+		t.Run(fmt.Sprintf("subscribers=%d/wire=%v", nsubs, tc.wire), func(t *testing.T) {
 			b, err := New(Options{Logger: discard})
 			require.NoError(t, err)
 			set, err := route.Compile(">")
@@ -29,6 +35,7 @@ func TestAllocs(t *testing.T) {
 			for i := range subs {
 				subs[i], err = b.subscribe(fmt.Sprint(i), set, 0, i%2 == 0)
 				require.NoError(t, err)
+				subs[i].wire = tc.wire
 			}
 			bt := route.NewBatch(nil)
 			for i := range 50 {
@@ -58,6 +65,9 @@ func TestAllocs(t *testing.T) {
 				}
 				for _, s := range subs {
 					for s.pack() > 0 {
+						if tc.wire && s.nshared != len(s.out.Events) {
+							t.Fatalf("%d of %d events shared", s.nshared, len(s.out.Events))
+						}
 						s.sentDone(true)
 					}
 				}

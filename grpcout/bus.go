@@ -60,9 +60,10 @@ type Bus struct {
 	dmu sync.Mutex
 
 	// Dispatcher only (under dmu).
-	epoch   uint64
-	touched []*subscriber
-	timer   *time.Timer // Block policy: bounds one wait for room
+	epoch       uint64
+	touched     []*subscriber
+	batchTopics route.Set   // the topics of the batch receivers looked at
+	timer       *time.Timer // Block policy: bounds one wait for room
 
 	// Lifecycle.
 	startOnce  sync.Once
@@ -336,6 +337,7 @@ func (b *Bus) receivers(bt *route.Batch) []*subscriber {
 	for _, t := range bt.Topics {
 		set.Add(t)
 	}
+	b.batchTopics = set
 	rt := b.routes.Load()
 	b.epoch++
 	epoch := b.epoch
@@ -378,6 +380,16 @@ func (b *Bus) deliverAll(bt *route.Batch, touched []*subscriber) {
 		return
 	}
 	if len(touched) > 0 {
+		// The receivers that take every event of bt, by form: where two
+		// or more take the same form, their writers send the events
+		// encoded once (route.Batch.Encoded).
+		var recv [2]int32
+		for _, s := range touched {
+			if s.set.Covers(&b.batchTopics) {
+				recv[s.form]++
+			}
+		}
+		bt.Receivers = recv
 		if bt.TypedDeferred() {
 			// Decoded while nobody wanted the typed view; build it before
 			// any writer can read the events, if a receiver wants it.

@@ -4,14 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"slices"
 	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/encoding"
 	protocodec "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	jimbotpb "github.com/jimbot/jimbus/proto"
+	"github.com/jimbot/jimbus/route"
 )
 
 // ServerOption makes a gRPC server marshal the EventBatch messages of the
@@ -45,9 +48,12 @@ func (c *Codec) Name() string { return protocodec.Name }
 // Unmarshal is the standard proto codec's.
 func (c *Codec) Unmarshal(data mem.BufferSlice, v any) error { return c.std.Unmarshal(data, v) }
 
-// Marshal encodes an EventBatch with its generated encoder and anything
-// else with the standard codec.
+// Marshal encodes an EventBatch with its generated encoder, a sharedBatch
+// with the encodings it carries, and anything else with the standard codec.
 func (c *Codec) Marshal(v any) (mem.BufferSlice, error) {
+	if sb, ok := v.(*sharedBatch); ok && sb.EventBatch != nil {
+		return marshalShared(sb)
+	}
 	eb, ok := v.(*jimbotpb.EventBatch)
 	if !ok || eb == nil {
 		return c.std.Marshal(v)
@@ -85,6 +91,153 @@ func marshalInto(buf []byte, eb *jimbotpb.EventBatch) (err error) {
 }
 
 var errResized = errors.New("grpcout: BUG: EventBatch encoded in another size than sized (was an event changed while it was sent?)")
+
+// Forms of the events that route.Batch.Encoded holds: with their typed
+// views, and without (the JSON view).
+const (
+	formTyped = 0
+	formJSON  = 1
+)
+
+// encodeForm encodes a batch's events in each form.
+var encodeForm = [2]func(*route.Batch, *route.Encoded){
+	formTyped: func(bt *route.Batch, e *route.Encoded) { encodeEvents(bt, e, false) },
+	formJSON:  func(bt *route.Batch, e *route.Encoded) { encodeEvents(bt, e, true) },
+}
+
+// encodeEvents encodes each event of bt into e, without its typed view
+// when noView (what a JSON-view subscriber sends).
+func encodeEvents(bt *route.Batch, e *route.Encoded, noView bool) {
+	defer func() {
+		if r := recover(); r != nil { // an event changed while encoded
+			e.Err = fmt.Errorf("%w: %v", errResized, r)
+		}
+	}()
+	tmp := envelopePool.Get().(*jimbotpb.Event)
+	defer func() { *tmp = jimbotpb.Event{}; envelopePool.Put(tmp) }()
+	form := func(ev *jimbotpb.Event) *jimbotpb.Event {
+		if noView && ev != nil && ev.Payload != nil {
+			copyEnvelope(tmp, ev)
+			return tmp
+		}
+		return ev
+	}
+	total := 0
+	e.Ends = e.Ends[:0]
+	for _, ev := range bt.Events {
+		total += form(ev).SizeVT()
+		e.Ends = append(e.Ends, total)
+	}
+	e.Buf = slices.Grow(e.Buf[:0], total)[:total]
+	start := 0
+	for i, ev := range bt.Events {
+		end := e.Ends[i]
+		if w, err := form(ev).MarshalToSizedBufferVT(e.Buf[start:end]); err != nil || w != end-start {
+			e.Err = fmt.Errorf("%w: event %d: %d bytes written, %d sized (%v)", errResized, i, w, end-start, err)
+			return
+		}
+		start = end
+	}
+}
+
+// envelopePool holds the scratch events encodeEvents copies envelopes into.
+var envelopePool = sync.Pool{New: func() any { return new(jimbotpb.Event) }}
+
+// sharedBatch is an EventBatch some of whose events are sent as a
+// route.Batch encoded them once for several subscribers: parts[i], when not
+// nil, is the encoding of Events[i]. It is a proto.Message (the embedded
+// EventBatch's), so a codec other than Codec marshals the events
+// themselves, to the same bytes.
+type sharedBatch struct {
+	*jimbotpb.EventBatch
+	parts [][]byte
+	sizes []int // marshalShared's scratch
+}
+
+// marshalShared encodes sb as Marshal encodes its EventBatch (fields in
+// number order), copying the parts it has.
+func marshalShared(sb *sharedBatch) (mem.BufferSlice, error) {
+	eb := sb.EventBatch
+	if len(sb.parts) != len(eb.Events) {
+		return nil, fmt.Errorf("grpcout: BUG: sharedBatch of %d events with %d parts", len(eb.Events), len(sb.parts))
+	}
+	sb.sizes = sb.sizes[:0]
+	n := strSize(len(eb.BatchId)) + strSize(len(eb.Source)) + len(eb.ProtoReflect().GetUnknown())
+	if eb.Timestamp != 0 {
+		n += 1 + protowire.SizeVarint(uint64(eb.Timestamp))
+	}
+	for i, ev := range eb.Events {
+		l := len(sb.parts[i])
+		if sb.parts[i] == nil {
+			l = ev.SizeVT()
+		}
+		sb.sizes = append(sb.sizes, l)
+		n += 1 + protowire.SizeBytes(l)
+	}
+	var bp *[]byte
+	var buf []byte
+	if mem.IsBelowBufferPoolingThreshold(n) {
+		buf = make([]byte, 0, n)
+	} else {
+		bp = bufPool.Get(n)
+		buf = (*bp)[:0]
+	}
+	buf, err := appendShared(buf, sb)
+	if err == nil && len(buf) != n {
+		err = fmt.Errorf("%w: %d bytes written, %d sized", errResized, len(buf), n)
+	}
+	if err != nil {
+		if bp != nil {
+			bufPool.Put(bp)
+		}
+		return nil, err
+	}
+	if bp == nil {
+		return mem.BufferSlice{mem.SliceBuffer(buf)}, nil
+	}
+	return mem.BufferSlice{mem.NewBuffer(bp, bufPool)}, nil
+}
+
+func strSize(l int) int {
+	if l == 0 {
+		return 0
+	}
+	return 1 + protowire.SizeBytes(l)
+}
+
+// appendShared appends sb's encoding, sized by marshalShared, to buf, whose
+// capacity holds it.
+func appendShared(buf []byte, sb *sharedBatch) (_ []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", errResized, r)
+		}
+	}()
+	eb := sb.EventBatch
+	if eb.BatchId != "" {
+		buf = protowire.AppendString(protowire.AppendTag(buf, 1, protowire.BytesType), eb.BatchId)
+	}
+	for i, ev := range eb.Events {
+		l := sb.sizes[i]
+		buf = protowire.AppendVarint(protowire.AppendTag(buf, 2, protowire.BytesType), uint64(l))
+		if p := sb.parts[i]; p != nil {
+			buf = append(buf, p...)
+			continue
+		}
+		start := len(buf)
+		buf = buf[:start+l]
+		if w, err := ev.MarshalToSizedBufferVT(buf[start:]); err != nil || w != l {
+			return nil, fmt.Errorf("%w: event %d: %d bytes written, %d sized (%v)", errResized, i, w, l, err)
+		}
+	}
+	if eb.Source != "" {
+		buf = protowire.AppendString(protowire.AppendTag(buf, 3, protowire.BytesType), eb.Source)
+	}
+	if eb.Timestamp != 0 {
+		buf = protowire.AppendVarint(protowire.AppendTag(buf, 4, protowire.VarintType), uint64(eb.Timestamp))
+	}
+	return append(buf, eb.ProtoReflect().GetUnknown()...), nil
+}
 
 // bufPool hands out message buffers by power-of-two class without zeroing
 // them (gRPC's default pool clears every buffer it hands out; the encoder

@@ -2,11 +2,14 @@ package grpcout
 
 import (
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/encoding"
+	protocodec "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/jimbot/jimbus/ingest/decode"
 	jimbotpb "github.com/jimbot/jimbus/proto"
+	"github.com/jimbot/jimbus/route"
 )
 
 // marshalBoth encodes eb with Codec and checks the bytes decode to eb and
@@ -233,4 +237,63 @@ func FuzzCodec(f *testing.F) {
 		}
 		checkCodec(t, &eb)
 	})
+}
+
+// TestSharedBatch: a sharedBatch, whatever mix of its events comes encoded
+// already, encodes to an EventBatch equal to the plain one, by Codec and by
+// the standard codec; encodeEvents does not allocate once its buffers grew.
+func TestSharedBatch(t *testing.T) {
+	var evs []*jimbotpb.Event
+	for _, b := range realEvents(t) {
+		evs = append(evs, b...)
+	}
+	evs = append(evs, everyField(), &jimbotpb.Event{}, &jimbotpb.Event{Payload: &jimbotpb.Event_Heartbeat{}})
+	bt := route.NewBatch(nil)
+	for _, ev := range evs {
+		bt.Add(ev, route.TopicDeadletter)
+	}
+	std := encoding.GetCodecV2(protocodec.Name)
+	r := rand.New(rand.NewPCG(1, 2))
+	for form, noView := range []bool{false, true} {
+		var enc route.Encoded
+		encodeEvents(bt, &enc, noView)
+		require.NoError(t, enc.Err)
+		out := &jimbotpb.EventBatch{BatchId: "b", Source: "s", Timestamp: 9}
+		jv := newJSONView(4)
+		for _, ev := range evs {
+			if noView {
+				ev = jv.of(ev)
+			}
+			out.Events = append(out.Events, ev)
+		}
+		plain, err := codec.Marshal(out)
+		require.NoError(t, err)
+		want := plain.Materialize()
+		plain.Free()
+		for round := range 20 {
+			sb := &sharedBatch{EventBatch: out}
+			for i := range out.Events {
+				var part []byte
+				if round == 0 || r.IntN(3) > 0 { // round 0: every event shared
+					part = enc.Event(i)
+				}
+				sb.parts = append(sb.parts, part)
+			}
+			for _, c := range []encoding.CodecV2{codec, std} {
+				bs, err := c.Marshal(sb)
+				require.NoError(t, err)
+				got := bs.Materialize()
+				bs.Free()
+				require.Len(t, got, len(want), "form %d round %d", form, round)
+				var a, b jimbotpb.EventBatch
+				require.NoError(t, proto.Unmarshal(want, &a))
+				require.NoError(t, proto.Unmarshal(got, &b))
+				require.True(t, proto.Equal(&a, &b), "form %d round %d", form, round)
+			}
+		}
+		n := testing.AllocsPerRun(50, func() { encodeEvents(bt, &enc, noView) })
+		require.Zero(t, n, "encodeEvents allocations, form %d", form)
+	}
+	_, err := codec.Marshal(&sharedBatch{EventBatch: &jimbotpb.EventBatch{Events: evs[:2]}})
+	require.ErrorContains(t, err, "parts")
 }

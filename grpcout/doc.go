@@ -79,6 +79,19 @@
 // PAYLOAD_VIEW_JSON subscriber sends reused copies of the events' envelopes
 // without the view, since other writers read the shared events.
 //
+// # Encoding
+//
+// ServerOption installs Codec, which encodes EventBatch messages with the
+// code protoc-gen-go-vtproto generated for balatro_events.proto. Where two
+// or more subscribers of one view take every event of a batch (e.g. several
+// services on ">"), the dispatcher counts them (route.Batch.Receivers) and
+// the first of their writers to send the batch encodes its events once
+// (route.Batch.Encoded); the others, and any other subscriber of that view,
+// copy those bytes into their messages (sharedBatch) instead of encoding the
+// events again. A writer that comes while the batch is being encoded
+// encodes its own events rather than wait. jimbus_grpc_events_sent_shared_total
+// counts the events sent so; the bytes are the same.
+//
 // # Slow subscribers
 //
 // A subscriber whose client stops reading first fills gRPC's flow-control

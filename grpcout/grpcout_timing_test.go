@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/jimbot/jimbus/ingest/decode"
@@ -290,4 +291,130 @@ func BenchmarkMarshalBatch(b *testing.B) {
 		r.Batch.Release()
 		d.ReleaseResult(r)
 	}
+}
+
+// wireStream is a Subscribe stream without the network that encodes every
+// message with Codec, as a gRPC stream does, and counts the events. With
+// sts set its context carries a gRPC transport stream, so the writer sends
+// shared encodings (SendMsg) where it can.
+type wireStream struct {
+	countStream
+}
+
+func (w *wireStream) Send(eb *jimbotpb.EventBatch) error { return w.SendMsg(eb) }
+
+func (w *wireStream) SendMsg(m any) error {
+	bs, err := codec.Marshal(m)
+	if err != nil {
+		return err
+	}
+	bs.Free()
+	switch m := m.(type) {
+	case *jimbotpb.EventBatch:
+		return w.countStream.Send(m)
+	case *sharedBatch:
+		return w.countStream.Send(m.EventBatch)
+	}
+	return nil
+}
+
+// fakeSTS is a grpc.ServerTransportStream for wireStream's context.
+type fakeSTS struct{}
+
+func (fakeSTS) Method() string                  { return "/jimbot.EventBus/Subscribe" }
+func (fakeSTS) SetHeader(metadata.MD) error     { return nil }
+func (fakeSTS) SendHeader(metadata.MD) error    { return nil }
+func (fakeSTS) SetTrailer(md metadata.MD) error { return nil }
+
+// BenchmarkSharedEncoding: batches of the real BalatroMCP events with their
+// typed views to 1 and 4 typed subscribers on ">", whose streams encode
+// every message with Codec as gRPC does (no network): each writer encoding
+// its own messages (shared=false) against each batch encoded once for all
+// (shared=true, what a gRPC stream gets). ns/event is wall time per
+// published event, all subscribers' work included, on GOMAXPROCS cores.
+func BenchmarkSharedEncoding(b *testing.B) {
+	var real []*jimbotpb.Event
+	for _, evs := range realEvents(b) {
+		real = append(real, evs...)
+	}
+	pool := newRealBatchPool(b, 256, real)
+	for _, nsubs := range []int{1, 4} {
+		for _, shared := range []bool{false, true} {
+			b.Run(fmt.Sprintf("subscribers=%d/shared=%v", nsubs, shared), func(b *testing.B) {
+				bus, err := New(Options{Logger: discard})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := bus.Start(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				set, _ := route.Compile(">")
+				nb := (b.N + len(real) - 1) / len(real)
+				events := nb * len(real)
+				ctx := context.Background()
+				if shared {
+					ctx = grpc.NewContextWithServerTransportStream(ctx, fakeSTS{})
+				}
+				streams := make([]*wireStream, nsubs)
+				var wg sync.WaitGroup
+				for i := range streams {
+					st := &wireStream{countStream{ctx: ctx, want: events, done: make(chan struct{})}}
+					streams[i] = st
+					s, err := bus.subscribe(fmt.Sprint(i), set, 0, true)
+					if err != nil {
+						b.Fatal(err)
+					}
+					wg.Go(func() { _ = s.serve(st) })
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				for k := range nb {
+					bt := pool.get()
+					for bus.Publish(uint32(k), bt) != nil {
+						time.Sleep(time.Microsecond)
+					}
+				}
+				for _, st := range streams {
+					<-st.done
+				}
+				b.StopTimer()
+				b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(events), "ns/event")
+				if err := bus.Stop(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				wg.Wait()
+			})
+		}
+	}
+}
+
+// newRealBatchPool is newBatchPool with copies of evs in each batch.
+func newRealBatchPool(tb testing.TB, n int, evs []*jimbotpb.Event) *realBatchPool {
+	p := &realBatchPool{free: make(chan *route.Batch, n)}
+	for range n {
+		bt := route.NewBatch(p.put)
+		own := make([]*jimbotpb.Event, len(evs))
+		for i, ev := range evs {
+			own[i] = proto.Clone(ev).(*jimbotpb.Event) // evs own their memory
+		}
+		bt.Owner = own
+		p.free <- bt
+	}
+	return p
+}
+
+type realBatchPool struct{ free chan *route.Batch }
+
+func (p *realBatchPool) put(bt *route.Batch) { p.free <- bt }
+
+func (p *realBatchPool) get() *route.Batch {
+	bt := <-p.free
+	bt.Reset()
+	for _, ev := range bt.Owner.([]*jimbotpb.Event) {
+		id, _ := route.TopicOf(ev.Type, ev.Subtype)
+		bt.Add(ev, id)
+	}
+	bt.ReceivedAt = time.Now().UnixNano()
+	return bt
 }

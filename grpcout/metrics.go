@@ -19,6 +19,7 @@ type metrics struct {
 	dropped     *prometheus.CounterVec
 	killedFull  prometheus.Counter // Disconnect policy
 	killedBlock prometheus.Counter // Block policy, after BlockTimeout
+	shared      prometheus.Counter // events sent as encoded once for several subscribers
 
 	collectors []prometheus.Collector
 }
@@ -62,6 +63,11 @@ func newMetrics(b *Bus) *metrics {
 			Help: "Events a subscriber missed under its slow-subscriber policy, by subscriber id " +
 				"(bounded; extra ids share \"other\").",
 		}, []string{"subscriber"}),
+		shared: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "jimbus_grpc_events_sent_shared_total",
+			Help: "Events sent to a subscriber as encoded once for every subscriber that takes the whole " +
+				"batch in the same payload view (two or more): the encodings saved are this less one per batch.",
+		}),
 	}
 	disconnects := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "jimbus_grpc_subscriber_disconnects_total",
@@ -71,7 +77,7 @@ func newMetrics(b *Bus) *metrics {
 	m.killedBlock = disconnects.WithLabelValues(reasonBlockTimeout)
 
 	m.collectors = []prometheus.Collector{
-		m.ringFull, m.deliveries, m.latency, m.sent, m.dropped, disconnects,
+		m.ringFull, m.deliveries, m.latency, m.sent, m.dropped, m.shared, disconnects,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "jimbus_fanout_ring_batches",
 			Help: "Batches waiting in the fan-out ring for the dispatcher.",

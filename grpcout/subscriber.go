@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -20,6 +21,12 @@ import (
 type stream interface {
 	Context() context.Context
 	Send(*jimbotpb.EventBatch) error
+}
+
+// msgStream is a stream that sends any message its codec encodes: a gRPC
+// stream (whose codec is Codec when the server has ServerOption).
+type msgStream interface {
+	SendMsg(any) error
 }
 
 // errAborted ends the streams that Stop could not drain before its deadline.
@@ -41,6 +48,7 @@ type subscriber struct {
 	set     route.Set
 	max     int
 	typed   bool      // wants the typed view
+	form    int       // formTyped or formJSON: how it sends events
 	jv      *jsonView // copies without the typed view; nil when typed
 	q       *ring.Ring[*route.Batch]
 	notify  chan struct{} // dispatcher -> parked writer; 1-buffered
@@ -73,6 +81,12 @@ type subscriber struct {
 	cur    *route.Batch        // a delivery partly packed into out
 	curIdx int                 // next event of cur to look at
 	held   []*route.Batch      // deliveries packed into out, released after Send
+	// wire: the stream is a gRPC stream, whose codec (Codec) can send
+	// events encoded once for several subscribers; shared is out with
+	// those encodings (parts), nshared of them set.
+	wire    bool
+	shared  sharedBatch
+	nshared int
 
 	// Guarded by bus.mu.
 	removed bool
@@ -80,11 +94,14 @@ type subscriber struct {
 
 func newSubscriber(b *Bus, id string, set route.Set, max int, label string, typed bool) *subscriber {
 	var jv *jsonView
+	form := formTyped
 	if !typed {
 		jv = newJSONView(min(max, 16)) // grows to the largest message sent
+		form = formJSON
 	}
-	return &subscriber{
+	s := &subscriber{
 		typed:   typed,
+		form:    form,
 		jv:      jv,
 		bus:     b,
 		id:      id,
@@ -102,6 +119,8 @@ func newSubscriber(b *Bus, id string, set route.Set, max int, label string, type
 		out:     jimbotpb.EventBatch{Events: make([]*jimbotpb.Event, 0, max)},
 		held:    make([]*route.Batch, 0, max+1),
 	}
+	s.shared = sharedBatch{EventBatch: &s.out, parts: make([][]byte, 0, max)}
+	return s
 }
 
 // wake wakes the writer if it is parked. Dispatcher only, after a push.
@@ -134,6 +153,15 @@ func (s *subscriber) pack() int {
 			s.cur, s.curIdx = bt, 0
 		}
 		evs, tops := bt.Events, bt.Topics
+		var enc *route.Encoded
+		if s.wire && bt.Receivers[s.form] > 1 {
+			// Two or more writers send all of bt in this form: encode it
+			// once for all (the first to get here does; one that comes
+			// meanwhile encodes its events itself).
+			if enc = bt.Encoded(s.form, encodeForm[s.form]); enc != nil && enc.Err != nil {
+				enc = nil
+			}
+		}
 		i := s.curIdx
 		for ; i < len(evs) && len(out) < max; i++ {
 			if s.set.Has(tops[i]) {
@@ -142,6 +170,14 @@ func (s *subscriber) pack() int {
 					ev = s.jv.of(ev)
 				}
 				out = append(out, ev)
+				if s.wire {
+					var part []byte
+					if enc != nil {
+						part = enc.Event(i)
+						s.nshared++
+					}
+					s.shared.parts = append(s.shared.parts, part)
+				}
 			}
 		}
 		if i < len(evs) {
@@ -172,6 +208,9 @@ func (s *subscriber) sentDone(ok bool) {
 	n := len(s.out.Events)
 	clear(s.out.Events)
 	s.out.Events = s.out.Events[:0]
+	clear(s.shared.parts)
+	s.shared.parts = s.shared.parts[:0]
+	s.nshared = 0
 	if s.jv != nil {
 		s.jv.reset()
 	}
@@ -211,6 +250,8 @@ func receivedAt(bt *route.Batch) int64 {
 func (s *subscriber) serve(st stream) (err error) {
 	b := s.bus
 	ctx := st.Context()
+	ms, isMsg := st.(msgStream)
+	s.wire = isMsg && grpc.ServerTransportStreamFromContext(ctx) != nil
 	defer func() { s.leave(err) }()
 	final := false
 	for {
@@ -222,7 +263,15 @@ func (s *subscriber) serve(st stream) (err error) {
 		}
 		if s.pack() > 0 {
 			s.out.Timestamp = time.Now().UnixMilli()
-			err := st.Send(&s.out)
+			var err error
+			if s.nshared > 0 {
+				err = ms.SendMsg(&s.shared)
+				if err == nil {
+					b.m.shared.Add(float64(s.nshared))
+				}
+			} else {
+				err = st.Send(&s.out)
+			}
 			s.sentDone(err == nil)
 			if err != nil {
 				return err

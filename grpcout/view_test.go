@@ -2,6 +2,10 @@ package grpcout
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/jimbot/jimbus/ingest/decode"
 	jimbotpb "github.com/jimbot/jimbus/proto"
 	"github.com/jimbot/jimbus/route"
 )
@@ -147,4 +152,110 @@ func TestCopyEnvelopeCopiesEveryField(t *testing.T) {
 	v.of(src) // beyond the initial capacity
 	v.reset()
 	require.Zero(t, v.n)
+}
+
+// TestSharedEncodings: subscribers that take whole batches in the same view
+// (three typed, two JSON, one of each with small messages so that batches
+// split across Sends) receive the events encoded once for all of them, and
+// each receives exactly what it would receive alone; a subscriber on some
+// topics only uses those encodings, but does not count towards them.
+func TestSharedEncodings(t *testing.T) {
+	e := newEnv(t, Options{}, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	typed := jimbotpb.PayloadView_PAYLOAD_VIEW_TYPED
+	jsonV := jimbotpb.PayloadView_PAYLOAD_VIEW_JSON
+	reqs := []*jimbotpb.SubscribeRequest{
+		{PayloadView: typed}, {PayloadView: typed, MaxBatchEvents: 7}, {},
+		{PayloadView: jsonV}, {PayloadView: jsonV, MaxBatchEvents: 5},
+		{PayloadView: typed, TopicPattern: "game.hand.*"},
+	}
+	streams := make([]jimbotpb.EventBus_SubscribeClient, len(reqs))
+	for i, r := range reqs {
+		streams[i] = subscribe(t, ctx, e.client, r)
+	}
+
+	// The real bodies, decoded with their typed views, 3 times over.
+	var want []*jimbotpb.Event
+	f := newBatches()
+	for round := range 3 {
+		for _, evs := range realEvents(t) {
+			for _, ev := range evs {
+				ev.EventId = fmt.Sprintf("%s-%d", ev.EventId, round)
+				want = append(want, proto.Clone(ev).(*jimbotpb.Event))
+			}
+			publish(t, e.bus, 0, f.make(evs...))
+		}
+	}
+	narrow := 0
+	for _, ev := range want {
+		if strings.HasPrefix(ev.Topic, "game.hand.") {
+			narrow++
+		}
+	}
+	require.Positive(t, narrow)
+	for i, st := range streams {
+		n := len(want)
+		if reqs[i].TopicPattern != "" {
+			n = narrow
+		}
+		got := recvN(st, n)
+		require.NoError(t, got.err, "subscriber %d", i)
+		k := 0
+		for _, w := range want {
+			if reqs[i].TopicPattern != "" && !strings.HasPrefix(w.Topic, "game.hand.") {
+				continue
+			}
+			w = proto.Clone(w).(*jimbotpb.Event)
+			if reqs[i].PayloadView == jsonV {
+				w.Payload = nil
+			}
+			ev := got.events[k]
+			k++
+			w.BusSequence = ev.BusSequence
+			require.True(t, proto.Equal(w, ev), "subscriber %d, event %d:\n%v\nwant\n%v", i, k-1, ev, w)
+		}
+	}
+	f.requireFreedOnce(t)
+	// 5 subscribers take every batch: 3 typed and 2 JSON share encodings;
+	// the narrow typed one uses the typed encodings the others made. (A
+	// writer that comes while another encodes a batch encodes its own.)
+	shared := counterValue(t, e.reg, "jimbus_grpc_events_sent_shared_total")
+	require.Positive(t, shared, "events sent from shared encodings")
+	require.LessOrEqual(t, shared, float64(5*len(want)+narrow))
+}
+
+// realEvents decodes the real BalatroMCP bodies with their typed views and
+// returns each body's events, in memory of their own.
+func realEvents(t testing.TB) [][]*jimbotpb.Event {
+	t.Helper()
+	names, err := filepath.Glob(filepath.Join("..", "testdata", "balatromcp", "request_*.json"))
+	require.NoError(t, err)
+	require.NotEmpty(t, names)
+	d := decode.New(decode.Options{})
+	var out [][]*jimbotpb.Event
+	for _, name := range names {
+		body, err := os.ReadFile(name)
+		require.NoError(t, err)
+		kind := decode.KindBatch
+		if filepath.Base(name) == "request_connection_test_body.json" {
+			kind = decode.KindEvent
+		}
+		r := d.Decode(kind, body, 1)
+		require.Empty(t, r.Fatal, name)
+		var evs []*jimbotpb.Event
+		for _, ev := range r.Batch.Events {
+			// Through the wire: a Clone would share the strings, which
+			// alias the decoder's pooled arena.
+			b, err := proto.Marshal(ev)
+			require.NoError(t, err)
+			own := new(jimbotpb.Event)
+			require.NoError(t, proto.Unmarshal(b, own))
+			evs = append(evs, own)
+		}
+		r.Batch.Release()
+		d.ReleaseResult(r)
+		out = append(out, evs)
+	}
+	return out
 }

@@ -21,6 +21,12 @@ type Batch struct {
 	// Bytes is the creator's estimate of the memory the batch holds (its
 	// buffers, events and views), which Charge charges to a Budget.
 	Bytes int
+	// Receivers counts, by form (the fan-out's: grpcout's typed and JSON
+	// views), the consumers the fan-out queues the batch to; the fan-out
+	// sets it before it queues the batch.
+	Receivers [2]int32
+	// enc holds the events encoded once by form (Encoded).
+	enc [2]Encoded
 
 	refs atomic.Int32
 	free func(*Batch)
@@ -48,6 +54,10 @@ func (b *Batch) Reset() {
 	b.Topics = b.Topics[:0]
 	b.ReceivedAt = 0
 	b.Bytes = 0
+	b.Receivers = [2]int32{}
+	for i := range b.enc {
+		b.enc[i].reset()
+	}
 	b.fill = nil
 	b.Uncharge()
 	b.refs.Store(1)
@@ -71,6 +81,64 @@ func (b *Batch) FillTyped() {
 		b.fill = nil
 		f(b)
 	}
+}
+
+// Encoded is a batch's events encoded once in one form, for every consumer
+// that sends them so (grpcout: the subscribers of one payload view).
+type Encoded struct {
+	state atomic.Int32 // encNone, encBuilding, encBuilt
+	// Buf holds the encodings one after the other: event i's is
+	// Buf[Ends[i-1]:Ends[i]] (from 0 for the first).
+	Buf  []byte
+	Ends []int
+	// Err is encode's error, if any.
+	Err error
+}
+
+const (
+	encNone = iota
+	encBuilding
+	encBuilt
+)
+
+// Event returns the encoding of event i.
+func (e *Encoded) Event(i int) []byte {
+	s := 0
+	if i > 0 {
+		s = e.Ends[i-1]
+	}
+	return e.Buf[s:e.Ends[i]]
+}
+
+func (e *Encoded) reset() {
+	e.state.Store(encNone)
+	if cap(e.Buf) > maxKeptEncoded {
+		e.Buf = nil // an exceptional batch's: not kept with the pooled batch
+	}
+	e.Buf, e.Ends, e.Err = e.Buf[:0], e.Ends[:0], nil
+}
+
+// maxKeptEncoded bounds the encoding buffer a reused batch keeps.
+const maxKeptEncoded = 1 << 20
+
+// Encoded returns the batch's events encoded in form (0 or 1): the first
+// caller for that form fills it with encode, and later callers get it. A
+// caller that comes while another fills it gets nil and encodes what it
+// needs itself: waiting would keep a core idle or, spinning, busy. The
+// events must not change once a consumer may call it.
+func (b *Batch) Encoded(form int, encode func(*Batch, *Encoded)) *Encoded {
+	e := &b.enc[form]
+	switch e.state.Load() {
+	case encBuilt:
+		return e
+	case encNone:
+		if e.state.CompareAndSwap(encNone, encBuilding) {
+			encode(b, e)
+			e.state.Store(encBuilt)
+			return e
+		}
+	}
+	return nil
 }
 
 // Add appends an event with its topic.

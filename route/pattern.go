@@ -78,6 +78,16 @@ func (s *Set) Has(id TopicID) bool { return s[id>>6]&(1<<(id&63)) != 0 }
 // Add puts id into the set.
 func (s *Set) Add(id TopicID) { s[id>>6] |= 1 << (id & 63) }
 
+// Covers reports whether every topic of o is in s.
+func (s *Set) Covers(o *Set) bool {
+	for i := range s {
+		if o[i]&^s[i] != 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // Empty reports whether the set holds no topic.
 func (s *Set) Empty() bool {
 	for _, w := range s {

@@ -316,3 +316,37 @@ func TestBudget(t *testing.T) {
 	require.Equal(t, int64(1<<40), free.Used())
 	require.True(t, mk(1).Charge(nil), "no budget: nothing to charge")
 }
+
+// TestBatchEncoded: the first caller of a form encodes, a caller during
+// that gets nil, later callers get the encoding; Reset starts over and
+// drops an outsized buffer.
+func TestBatchEncoded(t *testing.T) {
+	b := NewBatch(nil)
+	b.Add(&jimbotpb.Event{EventId: "a"}, TopicDeadletter)
+	b.Add(&jimbotpb.Event{EventId: "bc"}, TopicDeadletter)
+	calls := 0
+	var during *Encoded
+	encode := func(b *Batch, e *Encoded) {
+		calls++
+		during = b.Encoded(0, nil) // meanwhile: nil, encode yourself
+		for _, ev := range b.Events {
+			e.Buf = append(e.Buf, ev.EventId...)
+			e.Ends = append(e.Ends, len(e.Buf))
+		}
+	}
+	e := b.Encoded(0, encode)
+	require.Nil(t, during)
+	require.Equal(t, "a", string(e.Event(0)))
+	require.Equal(t, "bc", string(e.Event(1)))
+	require.Same(t, e, b.Encoded(0, encode))
+	require.Equal(t, 1, calls)
+	require.NotSame(t, e, b.Encoded(1, encode), "each form its own")
+	require.Equal(t, 2, calls)
+
+	e.Buf = make([]byte, maxKeptEncoded+1)
+	b.Reset()
+	require.Nil(t, e.Buf, "outsized buffer dropped")
+	b.Add(&jimbotpb.Event{EventId: "d"}, TopicDeadletter)
+	require.Equal(t, "d", string(b.Encoded(0, encode).Event(0)))
+	require.Equal(t, 3, calls)
+}
