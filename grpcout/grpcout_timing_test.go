@@ -47,20 +47,27 @@ func benchEvent(i int) *jimbotpb.Event {
 // batchPool recycles batches with their events, as ingest's pool does: a
 // batch's free function puts it back.
 type batchPool struct {
-	free  chan *route.Batch
-	topic route.TopicID
+	free chan *route.Batch
 }
 
+// newBatchPool returns n batches of benchBatchEvents synthetic events.
 func newBatchPool(n int) *batchPool {
-	p := &batchPool{free: make(chan *route.Batch, n)}
-	p.topic, _ = route.TopicOf(jimbotpb.EventType_EVENT_TYPE_GAME_STATE, "")
-	for range n {
-		bt := route.NewBatch(p.put)
+	return newBatchPoolOf(n, func() []*jimbotpb.Event {
 		evs := make([]*jimbotpb.Event, benchBatchEvents)
 		for i := range evs {
 			evs[i] = benchEvent(i)
 		}
-		bt.Owner = evs
+		return evs
+	})
+}
+
+// newBatchPoolOf returns n batches, each with the events of its own events
+// call.
+func newBatchPoolOf(n int, events func() []*jimbotpb.Event) *batchPool {
+	p := &batchPool{free: make(chan *route.Batch, n)}
+	for range n {
+		bt := route.NewBatch(p.put)
+		bt.Owner = events()
 		p.free <- bt
 	}
 	return p
@@ -68,12 +75,13 @@ func newBatchPool(n int) *batchPool {
 
 func (p *batchPool) put(bt *route.Batch) { p.free <- bt }
 
-// get returns a batch with one reference and its 50 events.
+// get returns a batch with one reference and its events.
 func (p *batchPool) get() *route.Batch {
 	bt := <-p.free
 	bt.Reset()
 	for _, ev := range bt.Owner.([]*jimbotpb.Event) {
-		bt.Add(ev, p.topic)
+		id, _ := route.TopicOf(ev.Type, ev.Subtype)
+		bt.Add(ev, id)
 	}
 	bt.ReceivedAt = time.Now().UnixNano()
 	return bt
@@ -102,50 +110,59 @@ func (c *countStream) Send(eb *jimbotpb.EventBatch) error {
 // packing into EventBatch messages (Send only counts). events/s counts
 // published events (each delivered to every subscriber).
 func BenchmarkFanout(b *testing.B) {
+	pool := newBatchPool(2048)
 	for _, nsubs := range []int{1, 4} {
 		b.Run(fmt.Sprintf("subscribers=%d", nsubs), func(b *testing.B) {
-			bus, err := New(Options{Logger: discard})
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := bus.Start(context.Background()); err != nil {
-				b.Fatal(err)
-			}
-			set, _ := route.Compile(">")
-			nb := (b.N + benchBatchEvents - 1) / benchBatchEvents
-			events := nb * benchBatchEvents
-			streams := make([]*countStream, nsubs)
-			var wg sync.WaitGroup
-			for i := range streams {
-				st := &countStream{ctx: context.Background(), want: events, done: make(chan struct{})}
-				streams[i] = st
-				s, err := bus.subscribe(fmt.Sprint(i), set, 0, true)
-				if err != nil {
-					b.Fatal(err)
-				}
-				wg.Go(func() { _ = s.serve(st) })
-			}
-			pool := newBatchPool(2048)
 			b.SetBytes(int64(proto.Size(benchEvent(0))))
-			b.ReportAllocs()
-			b.ResetTimer()
-			for k := range nb {
-				bt := pool.get()
-				for bus.Publish(uint32(k), bt) != nil {
-					time.Sleep(time.Microsecond)
-				}
-			}
-			for _, st := range streams {
-				<-st.done
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
-			if err := bus.Stop(context.Background()); err != nil {
-				b.Fatal(err)
-			}
-			wg.Wait()
+			runFanout(b, nsubs, benchBatchEvents, pool, func(cs *countStream) stream { return cs })
 		})
 	}
+}
+
+// runFanout publishes pool's batches of perBatch events to a new bus with
+// nsubs typed subscribers on ">" until they have b.N events or more, each
+// through the stream mk makes of a countStream that closes done at the
+// total, and reports events/s and ns/event (wall time per published event).
+func runFanout(b *testing.B, nsubs, perBatch int, pool *batchPool, mk func(*countStream) stream) {
+	bus, err := New(Options{Logger: discard})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := bus.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	set, _ := route.Compile(">")
+	nb := (b.N + perBatch - 1) / perBatch
+	events := nb * perBatch
+	counts := make([]*countStream, nsubs)
+	var wg sync.WaitGroup
+	for i := range counts {
+		counts[i] = &countStream{ctx: context.Background(), want: events, done: make(chan struct{})}
+		st := mk(counts[i])
+		s, err := bus.subscribe(fmt.Sprint(i), set, 0, true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		wg.Go(func() { _ = s.serve(st) })
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for k := range nb {
+		bt := pool.get()
+		for bus.Publish(uint32(k), bt) != nil {
+			time.Sleep(time.Microsecond)
+		}
+	}
+	for _, c := range counts {
+		<-c.done
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(events), "ns/event")
+	if err := bus.Stop(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	wg.Wait()
 }
 
 // BenchmarkStream measures events/s end to end through a real loopback gRPC
@@ -298,7 +315,7 @@ func BenchmarkMarshalBatch(b *testing.B) {
 // sts set its context carries a gRPC transport stream, so the writer sends
 // shared encodings (SendMsg) where it can.
 type wireStream struct {
-	countStream
+	*countStream
 }
 
 func (w *wireStream) Send(eb *jimbotpb.EventBatch) error { return w.SendMsg(eb) }
@@ -337,84 +354,23 @@ func BenchmarkSharedEncoding(b *testing.B) {
 	for _, evs := range realEvents(b) {
 		real = append(real, evs...)
 	}
-	pool := newRealBatchPool(b, 256, real)
+	pool := newBatchPoolOf(256, func() []*jimbotpb.Event {
+		own := make([]*jimbotpb.Event, len(real))
+		for i, ev := range real {
+			own[i] = proto.Clone(ev).(*jimbotpb.Event) // real's events own their memory
+		}
+		return own
+	})
 	for _, nsubs := range []int{1, 4} {
 		for _, shared := range []bool{false, true} {
 			b.Run(fmt.Sprintf("subscribers=%d/shared=%v", nsubs, shared), func(b *testing.B) {
-				bus, err := New(Options{Logger: discard})
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := bus.Start(context.Background()); err != nil {
-					b.Fatal(err)
-				}
-				set, _ := route.Compile(">")
-				nb := (b.N + len(real) - 1) / len(real)
-				events := nb * len(real)
-				ctx := context.Background()
-				if shared {
-					ctx = grpc.NewContextWithServerTransportStream(ctx, fakeSTS{})
-				}
-				streams := make([]*wireStream, nsubs)
-				var wg sync.WaitGroup
-				for i := range streams {
-					st := &wireStream{countStream{ctx: ctx, want: events, done: make(chan struct{})}}
-					streams[i] = st
-					s, err := bus.subscribe(fmt.Sprint(i), set, 0, true)
-					if err != nil {
-						b.Fatal(err)
+				runFanout(b, nsubs, len(real), pool, func(cs *countStream) stream {
+					if shared {
+						cs.ctx = grpc.NewContextWithServerTransportStream(cs.ctx, fakeSTS{})
 					}
-					wg.Go(func() { _ = s.serve(st) })
-				}
-				b.ReportAllocs()
-				b.ResetTimer()
-				for k := range nb {
-					bt := pool.get()
-					for bus.Publish(uint32(k), bt) != nil {
-						time.Sleep(time.Microsecond)
-					}
-				}
-				for _, st := range streams {
-					<-st.done
-				}
-				b.StopTimer()
-				b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
-				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(events), "ns/event")
-				if err := bus.Stop(context.Background()); err != nil {
-					b.Fatal(err)
-				}
-				wg.Wait()
+					return &wireStream{cs}
+				})
 			})
 		}
 	}
-}
-
-// newRealBatchPool is newBatchPool with copies of evs in each batch.
-func newRealBatchPool(tb testing.TB, n int, evs []*jimbotpb.Event) *realBatchPool {
-	p := &realBatchPool{free: make(chan *route.Batch, n)}
-	for range n {
-		bt := route.NewBatch(p.put)
-		own := make([]*jimbotpb.Event, len(evs))
-		for i, ev := range evs {
-			own[i] = proto.Clone(ev).(*jimbotpb.Event) // evs own their memory
-		}
-		bt.Owner = own
-		p.free <- bt
-	}
-	return p
-}
-
-type realBatchPool struct{ free chan *route.Batch }
-
-func (p *realBatchPool) put(bt *route.Batch) { p.free <- bt }
-
-func (p *realBatchPool) get() *route.Batch {
-	bt := <-p.free
-	bt.Reset()
-	for _, ev := range bt.Owner.([]*jimbotpb.Event) {
-		id, _ := route.TopicOf(ev.Type, ev.Subtype)
-		bt.Add(ev, id)
-	}
-	bt.ReceivedAt = time.Now().UnixNano()
-	return bt
 }
