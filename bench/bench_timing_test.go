@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/jimbot/jimbus/internal/cputime"
 )
 
 // deliveryTimeout bounds the wait for a subscriber to receive what a
@@ -64,7 +66,7 @@ func benchIngest(b *testing.B, servers []string, path string, body []byte, offs 
 			}
 			b.ResetTimer()
 			retries.Store(0)
-			cpu0 := cpuTime()
+			cpu0 := cputime.Process()
 			drive(b, hc, s.HTTPAddr, path, body, offs)
 			if cnt != nil {
 				if err := cnt.wait(deliveryTimeout); err != nil {
@@ -72,7 +74,7 @@ func benchIngest(b *testing.B, servers []string, path string, body []byte, offs 
 				}
 			}
 			b.StopTimer()
-			rates[name] = reportEvents(b, perReq*b.N, cpuTime()-cpu0)
+			rates[name] = reportEvents(b, perReq*b.N, cputime.Process()-cpu0)
 		})
 		hc.CloseIdleConnections()
 	}
@@ -126,13 +128,13 @@ func (e *endToEnd) run(b *testing.B, body []byte, offs []int) float64 {
 	e.sub.cnt.expect(events)
 	b.ResetTimer()
 	retries.Store(0)
-	cpu0 := cpuTime()
+	cpu0 := cputime.Process()
 	drive(b, e.hc, e.s.HTTPAddr, pathBatch, body, offs)
 	if err := e.sub.cnt.wait(deliveryTimeout); err != nil {
 		b.Fatal(err)
 	}
 	b.StopTimer()
-	return reportEvents(b, events, cpuTime()-cpu0)
+	return reportEvents(b, events, cputime.Process()-cpu0)
 }
 
 // reportEvents reports events/s over the benchmark's elapsed time and,

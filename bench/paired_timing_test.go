@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/jimbot/jimbus/internal/cputime"
 )
 
 var pairSlice = flag.Duration("pair-slice", 100*time.Millisecond, "BenchmarkPaired: how long each server runs in one slice")
@@ -114,7 +116,7 @@ func (p *pairServer) slice(b *testing.B, path string, body []byte, offs []int, p
 	var reqs atomic.Int64
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
-	cpu0, t0 := cpuTime(), time.Now()
+	cpu0, t0 := cputime.Process(), time.Now()
 	for range concurrency() {
 		wg.Add(1)
 		go func() {
@@ -148,7 +150,7 @@ func (p *pairServer) slice(b *testing.B, path string, body []byte, offs []int, p
 			b.Fatal(err)
 		}
 	}
-	r := sliceResult{events: events, cpu: cpuTime() - cpu0, els: time.Since(t0)}
+	r := sliceResult{events: events, cpu: cputime.Process() - cpu0, els: time.Since(t0)}
 	p.total.events += r.events
 	p.total.cpu += r.cpu
 	p.total.els += r.els

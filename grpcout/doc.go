@@ -88,9 +88,9 @@
 // the first of their writers to send the batch encodes its events once
 // (route.Batch.Encoded); the others, and any other subscriber of that view,
 // copy those bytes into their messages (sharedBatch) instead of encoding the
-// events again. A writer that comes while the batch is being encoded
-// encodes its own events rather than wait. jimbus_grpc_events_sent_shared_total
-// counts the events sent so; the bytes are the same.
+// events again; a writer that comes while the batch is being encoded waits
+// for it, parked. jimbus_grpc_events_sent_shared_total counts the events
+// sent so; the bytes are the same.
 //
 // # Slow subscribers
 //

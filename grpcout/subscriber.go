@@ -156,9 +156,8 @@ func (s *subscriber) pack() int {
 		var enc *route.Encoded
 		if s.wire && bt.Receivers[s.form] > 1 {
 			// Two or more writers send all of bt in this form: encode it
-			// once for all (the first to get here does; one that comes
-			// meanwhile encodes its events itself).
-			if enc = bt.Encoded(s.form, encodeForm[s.form]); enc != nil && enc.Err != nil {
+			// once for all (the first to get here does, the others wait).
+			if enc = bt.Encoded(s.form, encodeForm[s.form]); enc.Err != nil {
 				enc = nil
 			}
 		}

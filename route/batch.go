@@ -2,6 +2,8 @@ package route
 
 import (
 	"errors"
+	"fmt"
+	"sync"
 	"sync/atomic"
 
 	jimbotpb "github.com/jimbot/jimbus/proto"
@@ -87,6 +89,8 @@ func (b *Batch) FillTyped() {
 // that sends them so (grpcout: the subscribers of one payload view).
 type Encoded struct {
 	state atomic.Int32 // encNone, encBuilding, encBuilt
+	mu    sync.Mutex   // with done: callers waiting for encBuilt
+	done  *sync.Cond
 	// Buf holds the encodings one after the other: event i's is
 	// Buf[Ends[i-1]:Ends[i]] (from 0 for the first).
 	Buf  []byte
@@ -122,23 +126,42 @@ func (e *Encoded) reset() {
 const maxKeptEncoded = 1 << 20
 
 // Encoded returns the batch's events encoded in form (0 or 1): the first
-// caller for that form fills it with encode, and later callers get it. A
-// caller that comes while another fills it gets nil and encodes what it
-// needs itself: waiting would keep a core idle or, spinning, busy. The
+// caller for that form fills it with encode; callers that come meanwhile
+// wait for it, parked (sync.Once's waiters spin first, which on 2 cores
+// takes the CPU from the one encoding); later callers get it at once. The
 // events must not change once a consumer may call it.
-func (b *Batch) Encoded(form int, encode func(*Batch, *Encoded)) *Encoded {
+func (b *Batch) Encoded(form int, encode func(*Batch, *Encoded)) (enc *Encoded) {
 	e := &b.enc[form]
-	switch e.state.Load() {
-	case encBuilt:
+	if e.state.Load() == encBuilt {
 		return e
-	case encNone:
-		if e.state.CompareAndSwap(encNone, encBuilding) {
-			encode(b, e)
-			e.state.Store(encBuilt)
-			return e
-		}
 	}
-	return nil
+	if e.state.CompareAndSwap(encNone, encBuilding) {
+		defer func() {
+			// Built, even by a panicking encode (its Err says so): the
+			// waiters must not wait for ever.
+			if r := recover(); r != nil {
+				e.Err = fmt.Errorf("route: encoding a batch panicked: %v", r)
+			}
+			e.mu.Lock()
+			e.state.Store(encBuilt)
+			if e.done != nil {
+				e.done.Broadcast()
+			}
+			e.mu.Unlock()
+			enc = e
+		}()
+		encode(b, e)
+		return e
+	}
+	e.mu.Lock()
+	for e.state.Load() != encBuilt {
+		if e.done == nil {
+			e.done = sync.NewCond(&e.mu)
+		}
+		e.done.Wait()
+	}
+	e.mu.Unlock()
+	return e
 }
 
 // Add appends an event with its topic.

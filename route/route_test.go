@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -317,25 +318,32 @@ func TestBudget(t *testing.T) {
 	require.True(t, mk(1).Charge(nil), "no budget: nothing to charge")
 }
 
-// TestBatchEncoded: the first caller of a form encodes, a caller during
-// that gets nil, later callers get the encoding; Reset starts over and
-// drops an outsized buffer.
+// TestBatchEncoded: the first caller of a form encodes, callers during that
+// wait for it, later callers get the encoding; Reset starts over and drops
+// an outsized buffer.
 func TestBatchEncoded(t *testing.T) {
 	b := NewBatch(nil)
 	b.Add(&jimbotpb.Event{EventId: "a"}, TopicDeadletter)
 	b.Add(&jimbotpb.Event{EventId: "bc"}, TopicDeadletter)
 	calls := 0
-	var during *Encoded
+	waiters := make(chan *Encoded, 4)
 	encode := func(b *Batch, e *Encoded) {
 		calls++
-		during = b.Encoded(0, nil) // meanwhile: nil, encode yourself
+		if calls == 1 {
+			for range cap(waiters) {
+				go func() { waiters <- b.Encoded(0, nil) }() // they wait
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 		for _, ev := range b.Events {
 			e.Buf = append(e.Buf, ev.EventId...)
 			e.Ends = append(e.Ends, len(e.Buf))
 		}
 	}
 	e := b.Encoded(0, encode)
-	require.Nil(t, during)
+	for range cap(waiters) {
+		require.Same(t, e, <-waiters)
+	}
 	require.Equal(t, "a", string(e.Event(0)))
 	require.Equal(t, "bc", string(e.Event(1)))
 	require.Same(t, e, b.Encoded(0, encode))
@@ -349,4 +357,10 @@ func TestBatchEncoded(t *testing.T) {
 	b.Add(&jimbotpb.Event{EventId: "d"}, TopicDeadletter)
 	require.Equal(t, "d", string(b.Encoded(0, encode).Event(0)))
 	require.Equal(t, 3, calls)
+
+	// A panicking encode still lets the waiters go, with Err set.
+	b.Reset()
+	e = b.Encoded(1, func(*Batch, *Encoded) { panic("boom") })
+	require.ErrorContains(t, e.Err, "boom")
+	require.Same(t, e, b.Encoded(1, nil))
 }
