@@ -181,10 +181,12 @@ func TestOpenLoopSchedule(t *testing.T) {
 		return start, got, sent, unsent
 	}
 
-	// Fast work: everything is sent, at (not before) its time.
+	// Fast work: everything is sent, at (not before) its time. A job a
+	// worker takes only after the end counts as unsent: on a loaded machine
+	// (make test under -race on 2 cores) the last one or two can be.
 	start, got, sent, unsent := run(500, 4, 0, 200*time.Millisecond)
-	require.Equal(t, int64(100), sent)
-	require.Zero(t, unsent)
+	require.Equal(t, int64(100), sent+unsent, "every job counted once")
+	require.GreaterOrEqual(t, sent, int64(95))
 	for _, d := range got {
 		require.Equal(t, start.Add(time.Duration(d.k)*2*time.Millisecond), d.sched)
 		require.False(t, d.begin.Before(d.sched.Add(-time.Millisecond)), "job %d started early", d.k)
