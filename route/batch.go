@@ -24,8 +24,8 @@ type Batch struct {
 	// buffers, events and views), which Charge charges to a Budget.
 	Bytes int
 	// Receivers counts, by form (the fan-out's: grpcout's typed and JSON
-	// views), the consumers the fan-out queues the batch to; the fan-out
-	// sets it before it queues the batch.
+	// views), the consumers the fan-out queues the batch to that take every
+	// one of its events; the fan-out sets it before it queues the batch.
 	Receivers [2]int32
 	// enc holds the events encoded once by form (Encoded).
 	enc [2]Encoded
