@@ -34,10 +34,12 @@ type Batch struct {
 	free func(*Batch)
 	// fill builds the typed views the creator skipped (DeferTyped).
 	fill func(*Batch)
-	// budget, when set, was charged charged bytes (Charge), returned by
-	// the last Release.
+	// budget, when set, was charged charged bytes (Charge) and extra more
+	// for the encodings made after publication, returned by the last
+	// Release.
 	budget  *Budget
 	charged int64
+	extra   atomic.Int64
 }
 
 // NewBatch returns a batch with one reference; free, if not nil, is called
@@ -151,6 +153,8 @@ func (b *Batch) Encoded(form int, encode func(*Batch, *Encoded)) (enc *Encoded) 
 			enc = e
 		}()
 		encode(b, e)
+		// Charged like the rest of the batch while it is queued.
+		b.chargeMore(int64(cap(e.Buf) + 8*cap(e.Ends)))
 		return e
 	}
 	e.mu.Lock()

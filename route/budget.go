@@ -51,11 +51,21 @@ func (b *Batch) Charge(g *Budget) bool {
 	return true
 }
 
+// chargeMore adds n bytes that b came to hold after it was published (its
+// shared encodings) to its charge, whether or not they fit: they are
+// already allocated. A no-op for a batch that was never charged.
+func (b *Batch) chargeMore(n int64) {
+	if g := b.budget; g != nil {
+		g.used.Add(n)
+		b.extra.Add(n)
+	}
+}
+
 // Uncharge returns b's charge at once: the creator keeps a batch that it
 // could not publish after all.
 func (b *Batch) Uncharge() {
 	if g := b.budget; g != nil {
-		g.used.Add(-b.charged)
+		g.used.Add(-b.charged - b.extra.Swap(0))
 		b.budget, b.charged = nil, 0
 	}
 }

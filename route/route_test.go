@@ -312,6 +312,22 @@ func TestBudget(t *testing.T) {
 	huge.Release()
 	require.Zero(t, g.Used())
 
+	// A shared encoding made after publication is charged too, until the
+	// last Release, even beyond the limit.
+	enc := mk(90)
+	enc.Add(&jimbotpb.Event{EventId: "x"}, TopicDeadletter)
+	require.True(t, enc.Charge(g))
+	enc.Retain(1)
+	e := enc.Encoded(0, func(b *Batch, e *Encoded) {
+		e.Buf = make([]byte, 30)
+		e.Ends = append(e.Ends, 30)
+	})
+	require.Equal(t, int64(90+cap(e.Buf)+8*cap(e.Ends)), g.Used())
+	enc.Release()
+	require.Positive(t, g.Used(), "not the last reference")
+	enc.Release()
+	require.Zero(t, g.Used())
+
 	free := NewBudget(0)
 	require.True(t, mk(1<<40).Charge(free))
 	require.Equal(t, int64(1<<40), free.Used())
