@@ -58,16 +58,21 @@ func (c *Codec) Marshal(v any) (mem.BufferSlice, error) {
 	if !ok || eb == nil {
 		return c.std.Marshal(v)
 	}
-	n := eb.SizeVT()
+	return encodeTo(eb.SizeVT(), func(buf []byte) error { return marshalInto(buf, eb) })
+}
+
+// encodeTo returns a message of n bytes that write fills: in a buffer of
+// bufPool from gRPC's pooling threshold up, else in a new slice.
+func encodeTo(n int, write func(buf []byte) error) (mem.BufferSlice, error) {
 	if mem.IsBelowBufferPoolingThreshold(n) {
 		buf := make([]byte, n)
-		if err := marshalInto(buf, eb); err != nil {
+		if err := write(buf); err != nil {
 			return nil, err
 		}
 		return mem.BufferSlice{mem.SliceBuffer(buf)}, nil
 	}
 	bp := bufPool.Get(n)
-	if err := marshalInto(*bp, eb); err != nil {
+	if err := write(*bp); err != nil {
 		bufPool.Put(bp)
 		return nil, err
 	}
@@ -122,21 +127,18 @@ func encodeEvents(bt *route.Batch, e *route.Encoded, noView bool) {
 		}
 		return ev
 	}
-	total := 0
-	e.Ends = e.Ends[:0]
-	for _, ev := range bt.Events {
-		total += form(ev).SizeVT()
-		e.Ends = append(e.Ends, total)
-	}
-	e.Buf = slices.Grow(e.Buf[:0], total)[:total]
-	start := 0
+	// One pass: each event put in its form (a JSON view copies the
+	// envelope) once, sized, then written at the end of Buf.
+	e.Buf, e.Ends = e.Buf[:0], e.Ends[:0]
 	for i, ev := range bt.Events {
-		end := e.Ends[i]
-		if w, err := form(ev).MarshalToSizedBufferVT(e.Buf[start:end]); err != nil || w != end-start {
-			e.Err = fmt.Errorf("%w: event %d: %d bytes written, %d sized (%v)", errResized, i, w, end-start, err)
+		m := form(ev)
+		n, start := m.SizeVT(), len(e.Buf)
+		e.Buf = slices.Grow(e.Buf, n)[:start+n]
+		if w, err := m.MarshalToSizedBufferVT(e.Buf[start:]); err != nil || w != n {
+			e.Err = fmt.Errorf("%w: event %d: %d bytes written, %d sized (%v)", errResized, i, w, n, err)
 			return
 		}
-		start = end
+		e.Ends = append(e.Ends, len(e.Buf))
 	}
 }
 
@@ -174,28 +176,13 @@ func marshalShared(sb *sharedBatch) (mem.BufferSlice, error) {
 		sb.sizes = append(sb.sizes, l)
 		n += 1 + protowire.SizeBytes(l)
 	}
-	var bp *[]byte
-	var buf []byte
-	if mem.IsBelowBufferPoolingThreshold(n) {
-		buf = make([]byte, 0, n)
-	} else {
-		bp = bufPool.Get(n)
-		buf = (*bp)[:0]
-	}
-	buf, err := appendShared(buf, sb)
-	if err == nil && len(buf) != n {
-		err = fmt.Errorf("%w: %d bytes written, %d sized", errResized, len(buf), n)
-	}
-	if err != nil {
-		if bp != nil {
-			bufPool.Put(bp)
+	return encodeTo(n, func(buf []byte) error {
+		out, err := appendShared(buf[:0], sb)
+		if err == nil && len(out) != n {
+			err = fmt.Errorf("%w: %d bytes written, %d sized", errResized, len(out), n)
 		}
-		return nil, err
-	}
-	if bp == nil {
-		return mem.BufferSlice{mem.SliceBuffer(buf)}, nil
-	}
-	return mem.BufferSlice{mem.NewBuffer(bp, bufPool)}, nil
+		return err
+	})
 }
 
 func strSize(l int) int {
