@@ -3,8 +3,11 @@ package ingest
 import (
 	"math"
 	"math/bits"
+	"runtime"
 	"sync"
-	"sync/atomic"
+	"unsafe"
+
+	"github.com/jimbot/jimbus/internal/prefetch"
 )
 
 // maxDedupShards is the most independently locked shards of the window; a
@@ -57,19 +60,18 @@ type dedupBucket [dedupWays]dedupEntry
 
 type dedupShard struct {
 	mu      sync.Mutex
-	table   []dedupBucket // allocated on first use
+	table   []dedupBucket // this shard's part of the window's memory
 	n       int           // entries in use (expired ones included)
 	evicted int64         // live entries dropped for a new key
-	// tab is &table once allocated (never changed after), for prefetch,
-	// which runs without the mutex.
-	tab atomic.Pointer[[]dedupBucket]
-	_   [64]byte // keep neighbouring shards' mutexes off this line
+	_       [64]byte      // keep neighbouring shards' mutexes off this line
 }
 
 // newDedup returns a window of the given length (ns) holding at most
 // maxEntries keys in all (rounded down to a power of two, at least
 // shards*dedupWays), in shards shards (a power of two, at most
-// maxDedupShards; see dedupShardsFor).
+// maxDedupShards; see dedupShardsFor). Its memory (16 bytes a key) is
+// reserved at once and committed as keys land in it (windowMem); it is
+// given back once the window is unreachable.
 func newDedup(window int64, maxEntries, shards int) *dedup {
 	if shards < 1 || shards > maxDedupShards || shards&(shards-1) != 0 {
 		panic("ingest: dedup shards must be a power of two up to maxDedupShards")
@@ -78,19 +80,20 @@ func newDedup(window int64, maxEntries, shards int) *dedup {
 	for b*2*shards*dedupWays <= maxEntries {
 		b *= 2
 	}
-	return &dedup{window: window, buckets: b, shift: uint(64 - bits.Len(uint(shards-1))), shards: make([]dedupShard, shards)}
+	d := &dedup{window: window, buckets: b, shift: uint(64 - bits.Len(uint(shards-1))), shards: make([]dedupShard, shards)}
+	mem, free := windowMem(b * shards)
+	for i := range d.shards {
+		d.shards[i].table = mem[i*b : (i+1)*b : (i+1)*b]
+	}
+	runtime.AddCleanup(d, func(free func()) { free() }, free)
+	return d
 }
 
 // capacity is the most keys the window holds.
 func (d *dedup) capacity() int { return d.buckets * len(d.shards) * dedupWays }
 
-// bucket returns key's shard and bucket, allocating the shard's table on
-// first use; the caller holds s.mu.
-func (d *dedup) bucketLocked(s *dedupShard, key uint64) *dedupBucket {
-	if s.table == nil {
-		s.table = make([]dedupBucket, d.buckets)
-		s.tab.Store(&s.table)
-	}
+// bucket returns key's bucket in s, key's shard.
+func (d *dedup) bucket(s *dedupShard, key uint64) *dedupBucket {
 	return &s.table[key&uint64(d.buckets-1)]
 }
 
@@ -155,7 +158,7 @@ func (d *dedup) seenBatch(keys []uint64, now int64, dup *[seenBatchMax]bool) {
 
 // seenLocked is seen; the caller holds s.mu, the mutex of key's shard.
 func (d *dedup) seenLocked(s *dedupShard, key uint64, now int64) bool {
-	b := d.bucketLocked(s, key)
+	b := d.bucket(s, key)
 	victim, oldest := 0, int64(math.MaxInt64)
 	for i := range b {
 		e := &b[i]
@@ -182,27 +185,28 @@ func (d *dedup) seenLocked(s *dedupShard, key uint64, now int64) bool {
 	return false
 }
 
-// prefetch reads the bucket of every key (0: none) without marking
-// anything, so that the cache misses of a request's keys overlap instead of
-// coming one after the other in seen: in a table of 16 MiB nearly every new
-// key is a miss (measured: about 55 ns a key one at a time, 23 ns with the
-// buckets of 50 keys read first). It reads without the shard's mutex, a
-// benign race (the value is discarded); under the race detector it does
-// nothing (touch, dedup_race.go).
-//
-//go:noinline
-func (d *dedup) prefetch(keys []uint64) uint64 {
-	var x uint64
-	mask := uint64(d.buckets - 1)
+// prefetch starts loading the bucket of every key (0: none) without
+// marking anything, so that the cache misses of a request's keys overlap
+// instead of coming one after the other in seen: in a table of 16 MiB
+// nearly every new key is a miss (measured: about 55 ns a key one at a time,
+// 23 ns with the buckets of 50 keys read first). The decoder gives each key
+// to prefetchKey as soon as it has it (decode.Options.KeyHint), so that the
+// miss overlaps with the walk of the event's payload; this is for keys that
+// came another way.
+func (d *dedup) prefetch(keys []uint64) {
 	for _, k := range keys {
-		if k == 0 {
-			continue
-		}
-		if t := d.shard(k).tab.Load(); t != nil {
-			x += touch(&(*t)[k&mask])
-		}
+		d.prefetchKey(k)
 	}
-	return x
+}
+
+// prefetchKey starts loading key's bucket (see prefetch); key 0 is none. It
+// runs without the shard's mutex: a prefetch reads nothing (package
+// prefetch).
+func (d *dedup) prefetchKey(key uint64) {
+	if key == 0 {
+		return
+	}
+	prefetch.Line(unsafe.Pointer(d.bucket(d.shard(key), key)))
 }
 
 // forget removes a mark made by seen at markedAt, unless key was marked
@@ -210,7 +214,7 @@ func (d *dedup) prefetch(keys []uint64) uint64 {
 func (d *dedup) forget(key uint64, markedAt int64) {
 	s := d.shard(key)
 	s.mu.Lock()
-	b := d.bucketLocked(s, key)
+	b := d.bucket(s, key)
 	for i := range b {
 		if b[i].key == key && b[i].at == markedAt {
 			b[i] = dedupEntry{}

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 )
@@ -204,4 +205,26 @@ func mix64(x uint64) uint64 {
 	x ^= x >> 27
 	x *= 0x94d049bb133111eb
 	return x ^ x>>31
+}
+
+// TestWindowMem: the window's buckets are zeroed and usable end to end, on
+// Linux start on a 2 MiB boundary (so that huge pages can back them), and
+// are given back by free; a small window comes from the heap.
+func TestWindowMem(t *testing.T) {
+	for _, n := range []int{1, 1000, defaultDedupMaxEntries / dedupWays} {
+		b, free := windowMem(n)
+		require.Len(t, b, n)
+		for _, i := range []int{0, n / 2, n - 1} {
+			if b[i][dedupWays-1].key != 0 {
+				continue // n == 1: the same bucket again
+			}
+			require.Equal(t, dedupBucket{}, b[i])
+			b[i][dedupWays-1] = dedupEntry{key: uint64(i) + 1, at: 1}
+			require.Equal(t, uint64(i)+1, b[i][dedupWays-1].key)
+		}
+		if big := n*int(unsafe.Sizeof(dedupBucket{})) >= 2<<20; big && runtime.GOOS == "linux" {
+			require.Zero(t, uintptr(unsafe.Pointer(&b[0]))%(2<<20), "%d buckets: not 2 MiB aligned", n)
+		}
+		free()
+	}
 }

@@ -97,7 +97,8 @@ func (s *Server) removeResends(res *decode.Result, now int64) int {
 	if len(keys) < len(evs) {
 		panic("BUG: ingest: decoder returned fewer keys than events")
 	}
-	s.dd.prefetch(keys[:len(evs)])
+	// The decoder started loading each key's bucket as it read the event
+	// (decode.Options.KeyHint: dedup.prefetchKey).
 	n := 0
 	var dup [seenBatchMax]bool
 	for off := 0; off < len(evs); off += seenBatchMax {

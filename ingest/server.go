@@ -89,7 +89,8 @@ type Options struct {
 	// Logger receives the few log lines (start, stop, handler panics, and
 	// fasthttp's own at debug level). Default slog.Default().
 	Logger *slog.Logger
-	// DecodeOptions configures the decoder (limits, typed view).
+	// DecodeOptions configures the decoder (limits, typed view). Its
+	// KeyHint is the server's own: what is set here is not used.
 	DecodeOptions decode.Options
 	// AuthSecret, when not empty, is required on every request except GET
 	// /health, as "Authorization: Bearer <secret>" or "X-API-Key: <secret>"
@@ -216,16 +217,19 @@ func New(opts Options, pub route.Publisher) (*Server, error) {
 	s := &Server{
 		opts:   opts,
 		pub:    pub,
-		dec:    decode.New(opts.DecodeOptions),
 		budget: route.NewBudget(opts.MaxQueuedBytes),
 		cmds:   NewCommands(opts.CommandQueueSize),
 		log:    opts.Logger,
 		now:    time.Now,
 		epoch:  time.Now(),
 	}
+	dopts := opts.DecodeOptions
+	dopts.KeyHint = nil
 	if opts.DedupWindow > 0 {
 		s.dd = newDedup(int64(opts.DedupWindow), opts.DedupMaxEntries, dedupShardsFor(runtime.GOMAXPROCS(0)))
+		dopts.KeyHint = s.dd.prefetchKey
 	}
+	s.dec = decode.New(dopts)
 	m, err := newMetrics(opts.Registerer, s.dd, s.cmds, s.budget)
 	if err != nil {
 		return nil, fmt.Errorf("ingest: cannot register metrics: %w", err)

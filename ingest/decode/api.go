@@ -37,6 +37,15 @@ type Options struct {
 	// receive the batch after all (one that subscribed while the request
 	// was decoded). Ignored with NoTypedView.
 	TypedWanted func() bool
+	// KeyHint, when set, is called with each event's deduplication key
+	// (Result.Keys) as soon as the decoder has it, before it walks the
+	// event's payload, so that the caller can start fetching what the key
+	// will need (ingest prefetches the key's bucket of its resend window:
+	// the cache miss then overlaps with the decoding of the payload instead
+	// of coming after the whole body). FromProto calls it too. Not called
+	// for key 0; a body decoded again after the tolerant pre-pass gives the
+	// keys decoded before it again. It must not block.
+	KeyHint func(key uint64)
 }
 
 // Kind is the endpoint a body came to.

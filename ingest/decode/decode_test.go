@@ -418,3 +418,61 @@ func TestMaxEvents(t *testing.T) {
 
 // examplesDir holds the mod's real bodies, shared by every package's tests.
 const examplesDir = "../../testdata/balatromcp"
+
+// TestKeyHint: the hook gets every non-zero key of Result.Keys, in order,
+// on every path that makes keys; none for events without an event_id or
+// for rejected ones.
+func TestKeyHint(t *testing.T) {
+	var hints []uint64
+	d := New(Options{KeyHint: func(k uint64) { hints = append(hints, k) }})
+	nonZero := func(keys []uint64) []uint64 {
+		var out []uint64
+		for _, k := range keys {
+			if k != 0 {
+				out = append(out, k)
+			}
+		}
+		return out
+	}
+	batch := `{"events":[` +
+		`{"type":"HEARTBEAT","source":"s","event_id":"a","payload":{}},` +
+		`{"type":"HEARTBEAT","source":"s","payload":{}},` +
+		`{"type":"NO_SUCH_TYPE","source":"s","event_id":"b","payload":{}},` +
+		`{"type":"GAME_STATE","source":"s","event_id":"c","payload":{"ante":1}}]}`
+	for _, c := range []struct {
+		kind  Kind
+		body  string
+		keys  int
+		again bool // decoded twice: keys may be given twice
+	}{
+		{KindBatch, batch, 2, false},
+		{KindEvent, `{"type":"HEARTBEAT","source":"s","event_id":"x","payload":{}}`, 1, false},
+		{KindNDJSON, "{\"type\":\"HEARTBEAT\",\"source\":\"s\",\"event_id\":\"y\",\"payload\":{}}\n{\"type\":\"HEARTBEAT\",\"source\":\"s\",\"payload\":{}}\n", 1, false},
+		// Decoded again after the pre-pass: the first line's key is
+		// given twice.
+		{KindNDJSON, "{\"type\":\"HEARTBEAT\",\"source\":\"s\",\"event_id\":\"y\",\"payload\":{}}\nnot json\n", 1, true},
+	} {
+		hints = hints[:0]
+		r := d.Decode(c.kind, []byte(c.body), recvAt)
+		want := nonZero(r.Keys)
+		require.Len(t, want, c.keys, "%q", c.body)
+		if !c.again {
+			require.Equal(t, want, hints, "%q", c.body)
+		} else {
+			require.Subset(t, want, hints, "%q", c.body)
+			require.Subset(t, hints, want, "%q", c.body)
+		}
+		r.Batch.Release()
+		d.ReleaseResult(r)
+	}
+	hints = hints[:0]
+	r := d.FromProto("b", []*jimbotpb.Event{
+		{Type: jimbotpb.EventType_EVENT_TYPE_HEARTBEAT, Source: "s", EventId: "p"},
+		{Type: jimbotpb.EventType_EVENT_TYPE_HEARTBEAT, Source: "s"},
+		{Source: "s", EventId: "q"}, // no type: rejected
+	}, recvAt)
+	require.Equal(t, nonZero(r.Keys), hints)
+	require.Len(t, hints, 1)
+	r.Batch.Release()
+	d.ReleaseResult(r)
+}

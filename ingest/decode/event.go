@@ -701,6 +701,9 @@ func (p *parser) buildEvent(s, e, idx, depth int, ms []member, typeName, source,
 			p.srcLast, p.srcHash, p.srcHashed = ev.Source, sourceHash(ev.Source), true
 		}
 		key = keyWith(p.srcHash, ev.EventId, ev.ClientTimestamp)
+		if h := p.d.opts.KeyHint; h != nil {
+			h(key)
+		}
 	} else {
 		start := len(p.st.aux)
 		p.st.aux = appendNewID(p.st.aux)

@@ -90,6 +90,9 @@ func (d *Decoder) fromProto(batchID string, evs []*jimbotpb.Event, receivedAt in
 		}
 		b.Add(ev, topic)
 		r.Keys = append(r.Keys, key)
+		if key != 0 && d.opts.KeyHint != nil {
+			d.opts.KeyHint(key)
+		}
 		r.Accepted++
 	}
 	for _, ev := range b.Events {
