@@ -48,7 +48,12 @@ type dedup struct {
 	window  int64 // ns
 	buckets int   // per shard, a power of two
 	shift   uint  // 64 - log2(len(shards))
-	shards  []dedupShard
+	// table is the buckets of every shard, shard i's from i*buckets: read
+	// without a lock (the slice never changes), so that finding a key's
+	// bucket does not read its shard's mutex line, which the other cores
+	// write.
+	table  []dedupBucket
+	shards []dedupShard
 }
 
 type dedupEntry struct {
@@ -60,10 +65,9 @@ type dedupBucket [dedupWays]dedupEntry
 
 type dedupShard struct {
 	mu      sync.Mutex
-	table   []dedupBucket // this shard's part of the window's memory
-	n       int           // entries in use (expired ones included)
-	evicted int64         // live entries dropped for a new key
-	_       [64]byte      // keep neighbouring shards' mutexes off this line
+	n       int      // entries in use (expired ones included)
+	evicted int64    // live entries dropped for a new key
+	_       [64]byte // keep neighbouring shards' mutexes off this line
 }
 
 // newDedup returns a window of the given length (ns) holding at most
@@ -81,10 +85,8 @@ func newDedup(window int64, maxEntries, shards int) *dedup {
 		b *= 2
 	}
 	d := &dedup{window: window, buckets: b, shift: uint(64 - bits.Len(uint(shards-1))), shards: make([]dedupShard, shards)}
-	mem, free := windowMem(b * shards)
-	for i := range d.shards {
-		d.shards[i].table = mem[i*b : (i+1)*b : (i+1)*b]
-	}
+	var free func()
+	d.table, free = windowMem(b * shards)
 	runtime.AddCleanup(d, func(free func()) { free() }, free)
 	return d
 }
@@ -92,9 +94,9 @@ func newDedup(window int64, maxEntries, shards int) *dedup {
 // capacity is the most keys the window holds.
 func (d *dedup) capacity() int { return d.buckets * len(d.shards) * dedupWays }
 
-// bucket returns key's bucket in s, key's shard.
-func (d *dedup) bucket(s *dedupShard, key uint64) *dedupBucket {
-	return &s.table[key&uint64(d.buckets-1)]
+// bucket returns key's bucket, in its shard's part of the table.
+func (d *dedup) bucket(key uint64) *dedupBucket {
+	return &d.table[int(key>>d.shift)*d.buckets+int(key&uint64(d.buckets-1))]
 }
 
 func (d *dedup) shard(key uint64) *dedupShard {
@@ -158,7 +160,7 @@ func (d *dedup) seenBatch(keys []uint64, now int64, dup *[seenBatchMax]bool) {
 
 // seenLocked is seen; the caller holds s.mu, the mutex of key's shard.
 func (d *dedup) seenLocked(s *dedupShard, key uint64, now int64) bool {
-	b := d.bucket(s, key)
+	b := d.bucket(key)
 	victim, oldest := 0, int64(math.MaxInt64)
 	for i := range b {
 		e := &b[i]
@@ -206,7 +208,7 @@ func (d *dedup) prefetchKey(key uint64) {
 	if key == 0 {
 		return
 	}
-	prefetch.Line(unsafe.Pointer(d.bucket(d.shard(key), key)))
+	prefetch.Line(unsafe.Pointer(d.bucket(key)))
 }
 
 // forget removes a mark made by seen at markedAt, unless key was marked
@@ -214,7 +216,7 @@ func (d *dedup) prefetchKey(key uint64) {
 func (d *dedup) forget(key uint64, markedAt int64) {
 	s := d.shard(key)
 	s.mu.Lock()
-	b := d.bucket(s, key)
+	b := d.bucket(key)
 	for i := range b {
 		if b[i].key == key && b[i].at == markedAt {
 			b[i] = dedupEntry{}
