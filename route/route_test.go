@@ -1,6 +1,7 @@
 package route
 
 import (
+	"encoding/binary"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -379,4 +380,31 @@ func TestBatchEncoded(t *testing.T) {
 	e = b.Encoded(1, func(*Batch, *Encoded) { panic("boom") })
 	require.ErrorContains(t, e.Err, "boom")
 	require.Same(t, e, b.Encoded(1, nil))
+}
+
+// TestUpper8: every byte value, in every position and beside every other
+// kind of byte, is upper-cased as ASCII alone (UTF-8 bytes unchanged).
+func TestUpper8(t *testing.T) {
+	ref := func(c byte) byte {
+		if 'a' <= c && c <= 'z' {
+			return c - ('a' - 'A')
+		}
+		return c
+	}
+	for _, fill := range []byte{0, 'a', 'Z', 0x7f, 0x80, 0xff} {
+		for pos := range 8 {
+			for c := range 256 {
+				var in, want [8]byte
+				for i := range in {
+					in[i] = fill
+				}
+				in[pos] = byte(c)
+				for i := range in {
+					want[i] = ref(in[i])
+				}
+				got := upper8(binary.LittleEndian.Uint64(in[:]))
+				require.Equal(t, binary.LittleEndian.Uint64(want[:]), got, "byte %#x at %d among %#x", c, pos, fill)
+			}
+		}
+	}
 }

@@ -1,7 +1,10 @@
 package route
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"strings"
+	"unsafe"
 
 	jimbotpb "github.com/jimbot/jimbus/proto"
 )
@@ -163,26 +166,18 @@ const maxTypeLen = 64
 // its direction from the subtype (REQUEST, RESPONSE). ok is false for an
 // unknown type. It does not allocate.
 func ParseType(name, subtype string) (t jimbotpb.EventType, ok bool) {
-	if len(name) == 0 || len(name) > maxTypeLen {
+	n := len(name)
+	if n == 0 || n > maxTypeLen {
 		return 0, false
 	}
-	var buf [maxTypeLen]byte
-	h := uint32(typeHashSeed)
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if 'a' <= c && c <= 'z' {
-			c -= 'a' - 'A'
-		}
-		buf[i] = c
-		h = (h ^ uint32(c)) * typeHashMul
-	}
-	upper := buf[:len(name)]
+	first, last := typeWords(name)
+	h := typeHashWords(first, last, n)
 	for i := h & typeTableMask; ; i = (i + 1) & typeTableMask {
 		e := &typeTable[i]
 		if e.name == "" {
 			return 0, false
 		}
-		if e.hash != h || e.name != string(upper) {
+		if e.hash != h || len(e.name) != n || !e.matches(name, first, last) {
 			continue
 		}
 		if e.typ == learningDecision {
@@ -209,18 +204,19 @@ var typeValues = func() map[string]jimbotpb.EventType {
 }()
 
 // The names ParseType knows (typeValues, typeAliases and LEARNING_DECISION),
-// in an open-addressing table hashed (FNV-1a) while the name is upper-cased:
-// one probe and one comparison for a known name, where two Go map lookups
-// cost about 60 ns an event.
+// upper-case, in an open-addressing table: one probe and one comparison for
+// a known name, where two Go map lookups cost about 60 ns an event. A name
+// is hashed from its length and its first and last 8 bytes, upper-cased 8
+// at a time (upper8), and compared a word at a time: a byte-at-a-time
+// FNV-1a of the upper-cased name was a chain of dependent multiplies, ~20 ns
+// for "JOKERS_CHANGED".
 const (
-	typeHashSeed = 2166136261
-	typeHashMul  = 16777619
 	// learningDecision marks LEARNING_DECISION, whose type is the subtype's.
 	learningDecision = jimbotpb.EventType(-1)
 )
 
 type typeEntry struct {
-	name string
+	name string // upper-case
 	hash uint32
 	typ  jimbotpb.EventType
 }
@@ -230,12 +226,67 @@ var (
 	typeTableMask uint32
 )
 
-func typeHash(s string) uint32 {
-	h := uint32(typeHashSeed)
-	for i := 0; i < len(s); i++ {
-		h = (h ^ uint32(s[i])) * typeHashMul
+const (
+	lsbs = 0x0101010101010101
+	msbs = 0x8080808080808080
+)
+
+// upper8 upper-cases the ASCII letters among the 8 bytes of x; other bytes,
+// those of UTF-8 sequences included, stay as they are.
+func upper8(x uint64) uint64 {
+	low := x &^ msbs                // each byte's low 7 bits: no carry below
+	geA := low + (0x80-'a')*lsbs    // top bit: byte >= 'a'
+	gtZ := low + (0x80-'z'-1)*lsbs  // top bit: byte > 'z'
+	lower := geA &^ gtZ &^ x & msbs // 'a'..'z' (and not a byte >= 0x80)
+	return x ^ lower>>2             // 0x80>>2 = 0x20: 'a' - 'A'
+}
+
+// word returns the bytes of s[i:i+8], or of s[i:] padded with zeros when s
+// is shorter, little-endian.
+func word(s string, i int) uint64 {
+	if i+8 <= len(s) {
+		return binary.LittleEndian.Uint64(unsafe.Slice(unsafe.StringData(s), len(s))[i:])
 	}
-	return h
+	var w uint64
+	for k := len(s) - 1; k >= i; k-- {
+		w = w<<8 | uint64(s[k])
+	}
+	return w
+}
+
+// typeWords returns the first and the last 8 bytes of name (n >= 1),
+// upper-cased (the same word twice when n <= 8).
+func typeWords(name string) (first, last uint64) {
+	first = upper8(word(name, 0))
+	last = first
+	if len(name) > 8 {
+		last = upper8(word(name, len(name)-8))
+	}
+	return first, last
+}
+
+func typeHashWords(first, last uint64, n int) uint32 {
+	x := first*0x9e3779b97f4a7c15 ^ bits.RotateLeft64(last*0xc2b2ae3d27d4eb4f, 31) ^ uint64(n)
+	x ^= x >> 29
+	return uint32(x>>32) ^ uint32(x)
+}
+
+// matches reports whether name (as long as e.name, at least 1 byte), whose
+// upper-cased first and last words are given, is e's name in any case.
+func (e *typeEntry) matches(name string, first, last uint64) bool {
+	n := len(name)
+	if first != word(e.name, 0) {
+		return false
+	}
+	if n <= 8 {
+		return true
+	}
+	for i := 8; i < n-8; i += 8 {
+		if upper8(word(name, i)) != word(e.name, i) {
+			return false
+		}
+	}
+	return last == word(e.name, n-8)
 }
 
 func init() {
@@ -261,7 +312,8 @@ func init() {
 	typeTable = make([]typeEntry, size)
 	typeTableMask = uint32(size - 1)
 	for k, v := range names {
-		h := typeHash(k)
+		first, last := typeWords(k)
+		h := typeHashWords(first, last, len(k))
 		i := h & typeTableMask
 		for typeTable[i].name != "" {
 			i = (i + 1) & typeTableMask
