@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 // TestParseFloatFast: the fast path gives strconv's bits, and declines what
@@ -27,6 +29,12 @@ func TestParseFloatFast(t *testing.T) {
 		"-0.0", "0e999", "1e", "1.", ".5", "1.e5", "--1", "+1", "1e+5", "1E-5", "00012.5", "1e0001", "1e00001", "1e10000",
 		"4.35", "1751439182000.5", "0.000000000000000000001"} {
 		f(s)
+	}
+	// The fast path takes the mod's numbers (and so the timestamps of
+	// nearly every event).
+	for _, s := range []string{"266945.45746667", "0.99989895846132", "1751439182000", "1234567.12345678", "-3.25", "7"} {
+		_, ok := parseFloatFast([]byte(s))
+		require.True(t, ok, s)
 	}
 	rng := rand.New(rand.NewPCG(3, 4))
 	for range 200000 {
@@ -61,6 +69,49 @@ func TestKey(t *testing.T) {
 				}
 				seen[k] = what
 			}
+		}
+	}
+}
+
+// TestDigitRun: every byte value, at every offset of a run of digits and
+// with every kind of byte after it, ends the run exactly where a byte loop
+// does; digitsValue and scanNumberV's integers agree with strconv.
+func TestDigitRun(t *testing.T) {
+	ref := func(b []byte, j int) int {
+		for j < len(b) && isDigit(b[j]) {
+			j++
+		}
+		return j
+	}
+	for n := range 20 {
+		for c := range 256 {
+			for _, after := range []byte{'0', 0, 0xff, '/', ':'} {
+				b := make([]byte, 0, 32)
+				for k := range n {
+					b = append(b, '0'+byte(k%10))
+				}
+				b = append(b, byte(c), after, after)
+				for _, j := range []int{0, 1} {
+					if j > len(b) {
+						continue
+					}
+					require.Equal(t, ref(b, j), digitRun(b, j), "%q from %d", b, j)
+				}
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 100000 {
+		v := rng.Uint64() >> rng.IntN(64)
+		s := strconv.FormatUint(v, 10)
+		require.Equal(t, v, digitsValue([]byte(s)), s)
+		if len(s) <= 18 {
+			var vi valueInfo
+			end, e := scanNumberV([]byte(s+","), 0, &vi)
+			require.Empty(t, e.msg)
+			require.Equal(t, len(s), end)
+			require.True(t, vi.isInt)
+			require.Equal(t, int64(v), vi.num, s)
 		}
 	}
 }

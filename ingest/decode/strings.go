@@ -186,6 +186,10 @@ func parseFloat(b []byte) (float64, bool) {
 	return f, true
 }
 
+// pow10u are the powers of ten that uint64 holds.
+var pow10u = [...]uint64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
+	1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19}
+
 // pow10 are the powers of ten that float64 holds exactly.
 var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
 	1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
@@ -203,30 +207,26 @@ func parseFloatFast(b []byte) (float64, bool) {
 		neg = true
 		i = 1
 	}
-	var m uint64
-	digits, start := 0, i
-	for ; i < len(b) && isDigit(b[i]); i++ {
-		m = m*10 + uint64(b[i]-'0')
-	}
-	digits = i - start
-	if digits == 0 {
+	start := i
+	i = digitRun(b, i)
+	digits := i - start
+	if digits == 0 || digits > 19 {
 		return 0, false
 	}
+	m := digitsValue(b[start:i])
 	exp := 0
 	if i < len(b) && b[i] == '.' {
 		i++
 		fs := i
-		for ; i < len(b) && isDigit(b[i]); i++ {
-			m = m*10 + uint64(b[i]-'0')
-		}
+		i = digitRun(b, i)
 		if i == fs {
 			return 0, false
 		}
 		exp = fs - i
-		digits += i - fs
-	}
-	if digits > 19 {
-		return 0, false
+		if digits += i - fs; digits > 19 {
+			return 0, false
+		}
+		m = m*pow10u[i-fs] + digitsValue(b[fs:i])
 	}
 	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
 		i++
