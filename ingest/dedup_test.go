@@ -177,7 +177,7 @@ func TestDedupShardsFor(t *testing.T) {
 }
 
 // BenchmarkDedupBatch: check-and-mark of 50 new keys a batch, as the
-// handler does it (prefetch, then seenBatch), from every P at once, in a
+// handler does it (prefetchKey, then seenBatch), from every P at once, in a
 // window of the default size.
 func BenchmarkDedupBatch(b *testing.B) {
 	d := newDedup(int64(time.Hour), defaultDedupMaxEntries, dedupShardsFor(runtime.GOMAXPROCS(0)))
@@ -191,7 +191,9 @@ func BenchmarkDedupBatch(b *testing.B) {
 				keys[i] = mix64(n<<8 | uint64(i))
 			}
 			now := int64(n)
-			d.prefetch(keys[:])
+			for _, k := range keys {
+				d.prefetchKey(k)
+			}
 			d.seenBatch(keys[:], now, &dup)
 		}
 	})
