@@ -216,9 +216,10 @@ const (
 )
 
 type typeEntry struct {
-	name string // upper-case
-	hash uint32
-	typ  jimbotpb.EventType
+	name        string // upper-case
+	first, last uint64 // typeWords(name), kept so that a lookup need not redo them
+	hash        uint32
+	typ         jimbotpb.EventType
 }
 
 var (
@@ -276,19 +277,15 @@ func typeHashWords(first, last uint64, n int) uint32 {
 // matches reports whether name (as long as e.name, at least 1 byte), whose
 // upper-cased first and last words are given, is e's name in any case.
 func (e *typeEntry) matches(name string, first, last uint64) bool {
-	n := len(name)
-	if first != word(e.name, 0) {
+	if first != e.first || last != e.last {
 		return false
 	}
-	if n <= 8 {
-		return true
-	}
-	for i := 8; i < n-8; i += 8 {
+	for i := 8; i < len(name)-8; i += 8 { // the words between them (names over 16 bytes)
 		if upper8(word(name, i)) != word(e.name, i) {
 			return false
 		}
 	}
-	return last == word(e.name, n-8)
+	return true
 }
 
 func init() {
@@ -320,6 +317,6 @@ func init() {
 		for typeTable[i].name != "" {
 			i = (i + 1) & typeTableMask
 		}
-		typeTable[i] = typeEntry{name: k, hash: h, typ: v}
+		typeTable[i] = typeEntry{name: k, first: first, last: last, hash: h, typ: v}
 	}
 }
