@@ -41,6 +41,9 @@ func benchBodies(b *testing.B) []struct {
 	}{
 		{"state_change", readTestdata(b, "request_batch_state_change.json")},
 		{"synthetic50", syntheticBatch(50)},
+		// The same events with every object's keys in another order, as
+		// another game process's Lua tables write them.
+		{"synthetic50_hashorder", hashOrdered(b, syntheticBatch(50), 1)},
 	}
 }
 

@@ -66,11 +66,15 @@
 // so a body is accepted or refused alike with the view on or off. Otherwise
 // (the type after the payload, a later duplicate "type", LEARNING_DECISION,
 // whose subtype decides) the validated payload is walked again. The walkers
-// predict each object's next key from the order BalatroMCP writes them in,
-// compare it as one token ("key": in one to three words), and walk the
-// members that come as predicted (string or number values, no whitespace)
-// in a straight line; anything else takes the general path, which gives the
-// same result.
+// predict each object's next key, compare it as one token ("key": in one to
+// three words), and walk the members that come as predicted (string or
+// number values, no whitespace) in a straight line; anything else takes the
+// general path, which gives the same result. The mod writes keys in Lua's
+// hash order, the same for every object of a kind within one game process
+// but different between processes, so the prediction is the order the
+// batch state last met (it starts from the reference captures' order): a
+// game whose order differs pays the general path for the first object of
+// each kind, not for all of them.
 
 // # Allocation
 //

@@ -7,10 +7,10 @@ import (
 )
 
 // fastObject is the straight-line walk of an object whose members come as
-// BalatroMCP writes them: each key is the token that ks predicts (the next
-// one, or the one after it when a key is missing), right after '{' or ',',
-// with a string or a number right after its colon, then ',' or '}' right
-// after the value. It hands each member to set (ve and v as nextK would
+// BalatroMCP writes them: each key is the token that ks predicts (the one
+// the learned order expects, or the one after it when a key is missing),
+// right after '{' or ',', with a string or a number right after its colon,
+// then ',' or '}' right after the value. It hands each member to set (ve and v as nextK would
 // give them) and returns the object's end with fastDone. Whatever else it
 // meets it leaves to the generic walk: fastFresh (nothing read: open the
 // object as usual) or fastResume (it is the iterator of the generic walk,
@@ -29,22 +29,21 @@ func (p *parser) fastObject(s, depth int, ks *keySet, set func(k, vs, ve int, v 
 	}
 	b := p.buf
 	toks := ks.toks
+	ord := &p.st.order[ks.id]
 	it = vIter{depth: depth + 1, pend: -1}
 	j := s + 1
-	for k := 0; ; k++ {
+	for slot := 0; ; {
 		// j: where a key should start, right after '{' or ','
-		if j+24 > len(b) || k >= len(toks) {
-			return p.fastStop(&it, s, j, k)
+		if j+24 > len(b) {
+			return p.fastStop(&it, s, j, slot)
 		}
-		t := &toks[k]
-		if !t.at(b, j) {
-			if k+1 >= len(toks) || !toks[k+1].at(b, j) {
-				return p.fastStop(&it, s, j, k)
-			}
-			k++
-			t = &toks[k]
+		var vs int
+		k := int(ord[slot&maxSetKeys]) // the prediction (see skipped)
+		if k < len(toks) && toks[k].at(b, j) {
+			vs = j + toks[k].n
+		} else if k, vs = ks.skipped(ord, k, b, j); k < 0 {
+			return p.fastStop(&it, s, j, slot)
 		}
-		vs := j + t.n
 		var ve int
 		it.v = valueInfo{}
 		switch c := b[vs]; {
@@ -67,6 +66,7 @@ func (p *parser) fastObject(s, depth int, ks *keySet, set func(k, vs, ve int, v 
 			return p.fastStop(&it, s, j, k)
 		}
 		set(k, vs, ve, it.v)
+		slot = k + 1
 		if ve < len(b) {
 			switch b[ve] {
 			case ',':
@@ -77,7 +77,7 @@ func (p *parser) fastObject(s, depth int, ks *keySet, set func(k, vs, ve int, v 
 			}
 		}
 		// whitespace or an error after the value: the generic walk's
-		it.pred = k + 1
+		it.slot = slot
 		if e = p.after(&it, ve); e.msg != "" {
 			return 0, it, fastError, e
 		}
@@ -85,16 +85,15 @@ func (p *parser) fastObject(s, depth int, ks *keySet, set func(k, vs, ve int, v 
 	}
 }
 
-// fastStop ends fastObject at j, where a key should start (the k-th
-// predicted): the generic walk goes on from there, or starts over when
-// nothing was read.
-func (p *parser) fastStop(it *vIter, s, j, k int) (int, vIter, fastState, synErr) {
+// fastStop ends fastObject at j, where the key of slot should start: the
+// generic walk goes on from there, or starts over when nothing was read.
+func (p *parser) fastStop(it *vIter, s, j, slot int) (int, vIter, fastState, synErr) {
 	if j == s+1 {
 		return 0, *it, fastFresh, synErr{}
 	}
 	// after a ',': as after does
 	it.j = skipWS(p.buf, j)
-	it.pred = k
+	it.slot = slot
 	return 0, *it, fastResume, synErr{}
 }
 
@@ -150,21 +149,20 @@ func (p *parser) cardFast(c *jimbotpb.Card, s, depth int) (end int, it vIter, st
 	}
 	b := p.buf
 	toks := cardKeys.toks
+	ord := &p.st.order[cardKeys.id]
 	it = vIter{depth: depth + 1, pend: -1}
 	j := s + 1
-	for k := 0; ; k++ {
-		if j+24 > len(b) || k >= len(toks) {
-			return p.fastStop(&it, s, j, k)
+	for slot := 0; ; {
+		if j+24 > len(b) {
+			return p.fastStop(&it, s, j, slot)
 		}
-		t := &toks[k]
-		if !t.at(b, j) {
-			if k+1 >= len(toks) || !toks[k+1].at(b, j) {
-				return p.fastStop(&it, s, j, k)
-			}
-			k++
-			t = &toks[k]
+		var vs int
+		k := int(ord[slot&maxSetKeys]) // the prediction (see skipped)
+		if k < len(toks) && toks[k].at(b, j) {
+			vs = j + toks[k].n
+		} else if k, vs = cardKeys.skipped(ord, k, b, j); k < 0 {
+			return p.fastStop(&it, s, j, slot)
 		}
-		vs := j + t.n
 		var ve int
 		var text string // a string's text, a number's bytes
 		it.v = valueInfo{}
@@ -209,6 +207,7 @@ func (p *parser) cardFast(c *jimbotpb.Card, s, depth int) (end int, it vIter, st
 		case cardPosition:
 			c.Position = p.i32v(it.v, vs, ve)
 		}
+		slot = k + 1
 		if ve < len(b) {
 			switch b[ve] {
 			case ',':
@@ -218,7 +217,7 @@ func (p *parser) cardFast(c *jimbotpb.Card, s, depth int) (end int, it vIter, st
 				return ve + 1, it, fastDone, synErr{}
 			}
 		}
-		it.pred = k + 1
+		it.slot = slot
 		if e = p.after(&it, ve); e.msg != "" {
 			return 0, it, fastError, e
 		}
@@ -247,21 +246,22 @@ func (p *parser) fastScalar(vs int) (ve int, v valueInfo, ok bool) {
 	return 0, v, false
 }
 
-// fastKey returns the index in toks of the key token at buf[j], the k-th
-// predicted or the one after it, and where its value starts; ok is false
-// for another key (or too near the end for a token compare).
-func (p *parser) fastKey(toks []keyTok, j, k int) (int, int, bool) {
+// fastKey returns the index in ks of the key token at buf[j], the one
+// predicted in slot or the one after it, and where its value starts; ok is
+// false for another key (or too near the end for a token compare).
+func (p *parser) fastKey(ks *keySet, j, slot int) (int, int, bool) {
 	b := p.buf
-	if j+24 > len(b) || k >= len(toks) {
+	if j+24 > len(b) {
 		return 0, 0, false
 	}
-	if toks[k].at(b, j) {
+	toks := ks.toks
+	ord := &p.st.order[ks.id]
+	k := int(ord[slot&maxSetKeys]) // the prediction (see skipped)
+	if k < len(toks) && toks[k].at(b, j) {
 		return k, j + toks[k].n, true
 	}
-	if k++; k < len(toks) && toks[k].at(b, j) {
-		return k, j + toks[k].n, true
-	}
-	return 0, 0, false
+	k, vs := ks.skipped(ord, k, b, j)
+	return k, vs, k >= 0
 }
 
 // jokerFast is the straight-line walk of a joker and its properties as the
@@ -274,12 +274,12 @@ func (p *parser) jokerFast(v *jokerView, s, depth int) (end int, ok bool) {
 	b := p.buf
 	jk := &v.j
 	j := s + 1
-	for k := 0; ; k++ {
-		k2, vs, ok := p.fastKey(jokerKeys.toks, j, k)
+	for slot := 0; ; {
+		k, vs, ok := p.fastKey(&jokerKeys, j, slot)
 		if !ok {
 			return 0, false
 		}
-		k = k2
+		slot = k + 1
 		var ve int
 		if k == jokerProperties {
 			if b[vs] != '{' {
@@ -323,12 +323,12 @@ func (p *parser) jokerFast(v *jokerView, s, depth int) (end int, ok bool) {
 func (p *parser) jokerPropsFast(pr *jimbotpb.JokerProperties, s int) (end int, ok bool) {
 	b := p.buf
 	j := s + 1
-	for k := 0; ; k++ {
-		k2, vs, ok := p.fastKey(jokerPropKeys.toks, j, k)
+	for slot := 0; ; {
+		k, vs, ok := p.fastKey(&jokerPropKeys, j, slot)
 		if !ok {
 			return 0, false
 		}
-		k = k2
+		slot = k + 1
 		ve, x, ok := p.fastScalar(vs)
 		if !ok {
 			return 0, false

@@ -3,17 +3,68 @@ package decode
 import "encoding/binary"
 
 // Keys of the typed view's objects. Each walker knows its object's keys as a
-// keySet, in the order BalatroMCP writes them (its objects of one kind come
-// with their keys in one order, give or take a missing one). nextK compares
-// the bytes at the next key with the token `"key":` of the key it predicts
-// (the one after the last it matched, or the one after that), one or three
-// masked word compares; only when neither matches does it scan the key and
-// look it up. A matched token is a valid key string followed by its colon,
-// so both ways validate the same bytes. Walkers switch on the key's index.
+// keySet. The mod writes the keys of an object in Lua's hash order, which is
+// the same for every object of one kind within a game process but differs
+// between processes, so the order is learned: a batch state keeps, for each
+// keySet, the key that followed each key last time (keyOrder), starting from
+// the order of the reference captures. nextK compares the bytes at the next
+// key with the token `"key":` of the key it predicts (or the one after that,
+// for a key left out), one or three masked word compares; only when neither
+// matches does it scan the key, look it up and remember it as the one that
+// follows (a match of the second guess changes nothing, so that objects with
+// and without a key do not undo each other's order). A matched token is a
+// valid key string followed by its colon, so both ways validate the same
+// bytes. Walkers switch on the key's index.
 
-// keySet is the keys of one kind of object, in the mod's order.
+// keySet is the keys of one kind of object, in the reference captures'
+// order, and its index in a batch state's keyOrders.
 type keySet struct {
 	toks []keyTok
+	id   int
+}
+
+// Bounds of the learned key orders: keySets, and keys in one.
+const (
+	maxKeySets = 32
+	maxSetKeys = 31
+)
+
+// numKeySets counts the keySets made (newKeySet).
+var numKeySets int
+
+// keyOrder is the learned key order of one kind of object: the index of the
+// key predicted in each slot, where slot 0 is the object's start and slot
+// i+1 the place right after key i; len(toks) or more predicts nothing (the
+// object's end).
+type keyOrder [maxSetKeys + 1]uint8
+
+// keyOrders is a batch state's keyOrder of every keySet.
+type keyOrders [maxKeySets]keyOrder
+
+// reset sets every order to its keySet's: slot s predicts key s.
+func (o *keyOrders) reset() {
+	for i := range o {
+		for s := range o[i] {
+			o[i][s] = uint8(s)
+		}
+	}
+}
+
+// The key at b[j] is predicted in one compare: k := ord[slot], then
+// toks[k].at(b, j) (inlined by each walker, as it is the common case; at
+// j+24 <= len(b)); when that fails, skipped makes the second guess.
+
+// skipped returns the index of the key whose token starts at b[j] if it is
+// the one predicted after key k (k did not come: a key left out), and where
+// its value starts; -1 if it is not.
+func (ks *keySet) skipped(ord *keyOrder, k int, b []byte, j int) (int, int) {
+	toks := ks.toks
+	if k < len(toks) {
+		if k = int(ord[(k+1)&maxSetKeys]); k < len(toks) && toks[k].at(b, j) {
+			return k, j + toks[k].n
+		}
+	}
+	return -1, 0
 }
 
 // keyTok is the token `"key":` as little-endian words, with masks of its
@@ -25,7 +76,11 @@ type keyTok struct {
 }
 
 func newKeySet(keys ...string) keySet {
-	ks := keySet{toks: make([]keyTok, len(keys))}
+	if len(keys) > maxSetKeys || numKeySets >= maxKeySets {
+		panic("decode: too many keys or keySets for keyOrders")
+	}
+	ks := keySet{toks: make([]keyTok, len(keys)), id: numKeySets}
+	numKeySets++
 	for i, k := range keys {
 		t := &ks.toks[i]
 		t.key = k

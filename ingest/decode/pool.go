@@ -207,6 +207,9 @@ type batchState struct {
 	// parser's members.
 	spans   []span
 	members []member
+	// order is the key order the typed walkers learned (keyOrder); it
+	// outlives the batch, as a prediction only.
+	order keyOrders
 	// flags lists, in event order, the envelope flags of the events whose
 	// typed view was deferred (DeferTyped) and that had one set.
 	flags  []eventFlags
@@ -261,6 +264,7 @@ func getState() *batchState {
 	st := statePool.get()
 	if st == nil {
 		st = &batchState{}
+		st.order.reset()
 		st.batch = route.NewBatch(freeBatch)
 		st.batch.Owner = st
 		statePool.keep(st)

@@ -35,7 +35,7 @@ type vIter struct {
 	pend  int // a container value next returned that nobody walked, or -1
 	done  bool
 	arr   bool
-	pred  int // nextK: the index of the key expected next
+	slot  int // nextK: the keyOrder slot of the next key
 	v     valueInfo
 }
 
@@ -196,12 +196,13 @@ func (p *parser) nextK(it *vIter, ks *keySet) (id, vs, ve int, ok bool, e synErr
 	}
 	id = -1
 	k := 0 // after the colon
+	ord := &p.st.order[ks.id]
 	if j+24 <= len(b) {
 		toks := ks.toks
-		if n := it.pred; n < len(toks) && toks[n].at(b, j) {
+		if n := int(ord[it.slot&maxSetKeys]); n < len(toks) && toks[n].at(b, j) {
 			id, k = n, j+toks[n].n
-		} else if n++; n < len(toks) && toks[n].at(b, j) {
-			id, k = n, j+toks[n].n
+		} else {
+			id, k = ks.skipped(ord, n, b, j)
 		}
 	}
 	if id < 0 {
@@ -226,9 +227,12 @@ func (p *parser) nextK(it *vIter, ks *keySet) (id, vs, ve int, ok bool, e synErr
 			raw = appendUnescaped(p.keyBuf[:0], raw)
 		}
 		id = ks.lookup(raw) // an escaped key too long to decode here is no known key
+		if id >= 0 {
+			ord[it.slot&maxSetKeys] = uint8(id) // learn: the next object predicts it
+		}
 	}
 	if id >= 0 {
-		it.pred = id + 1
+		it.slot = id + 1
 	}
 	j = k
 	if j < len(b) && b[j] <= ' ' {

@@ -2,7 +2,9 @@ package decode
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"hash/fnv"
 	"sort"
 	"testing"
 
@@ -42,6 +44,8 @@ func TestTypedViewPaths(t *testing.T) {
 			"reversed":  writeJSON(v, func(k []string) { sort.Sort(sort.Reverse(sort.StringSlice(k))) }),
 			"sorted":    writeJSON(v, sort.Strings),
 			"type last": writeJSON(v, typeLast),
+			"hash 1":    writeJSON(v, hashOrder(1)),
+			"hash 2":    writeJSON(v, hashOrder(2)),
 		}
 		for name, b := range variants {
 			got := d.Decode(KindBatch, b, 1)
@@ -105,6 +109,96 @@ func writeJSON(v any, order func([]string)) []byte {
 	}
 	w(v)
 	return out
+}
+
+// hashOrder orders keys as a Lua table's hash part may: by a hash of each
+// key and salt, so that every object with the same keys has the same order,
+// and another salt (another game process) gives another order.
+func hashOrder(salt uint64) func([]string) {
+	h := func(k string) uint64 {
+		f := fnv.New64a()
+		var b [8]byte
+		binary.LittleEndian.PutUint64(b[:], salt)
+		f.Write(b[:])
+		f.Write([]byte(k))
+		return f.Sum64()
+	}
+	return func(keys []string) {
+		sort.SliceStable(keys, func(i, j int) bool { return h(keys[i]) < h(keys[j]) })
+	}
+}
+
+// hashOrdered is body with every object's keys in hashOrder(salt).
+func hashOrdered(tb testing.TB, body []byte, salt uint64) []byte {
+	tb.Helper()
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		tb.Fatal(err)
+	}
+	return writeJSON(v, hashOrder(salt))
+}
+
+// TestKeyOrderLearned: the walkers learn the key order of the objects they
+// meet (the mod's is Lua hash order, which differs between game processes):
+// after a GAME_STATE whose cards come in another order, the batch state
+// predicts that order, card after card, and the next batch in the
+// reference order is learned back.
+func TestKeyOrderLearned(t *testing.T) {
+	gs := readTestdata(t, "event_GAME_STATE.initial.json")
+	canonical := []byte(`{"events":[` + string(gs) + `]}`)
+	cardOrder := func(body []byte) []int {
+		i := bytes.Index(body, []byte(`"hand":[{`))
+		require.Positive(t, i)
+		card := body[i+len(`"hand":[`):]
+		card = card[:bytes.IndexByte(card, '}')+1]
+		var ks []int
+		for j := 0; j < len(card); j++ {
+			for k, tok := range cardKeys.toks {
+				if bytes.HasPrefix(card[j:], []byte(`"`+tok.key+`":`)) {
+					ks = append(ks, k)
+				}
+			}
+		}
+		require.Len(t, ks, len(cardKeys.toks))
+		return ks
+	}
+	// predicted reports whether every key of a card in order is the one the
+	// state predicts after the key before it, or the one after that (the
+	// second guess, for a key left out): no card key is looked up.
+	predicted := func(r *Result, order []int) bool {
+		ord := &r.Batch.Owner.(*batchState).order[cardKeys.id]
+		slot := 0
+		for _, k := range order {
+			p := int(ord[slot])
+			if k != p && (p >= len(cardKeys.toks) || k != int(ord[p+1])) {
+				return false
+			}
+			slot = k + 1
+		}
+		return true
+	}
+	d := New(Options{})
+	for _, salt := range []uint64{1, 2, 3} {
+		body := hashOrdered(t, canonical, salt)
+		want := cardOrder(body)
+		require.NotEqual(t, cardOrder(canonical), want, "salt %d: the same order as the captures", salt)
+		r := d.Decode(KindBatch, body, 1)
+		require.Equal(t, 1, r.Accepted)
+		require.False(t, predicted(r, cardOrder(canonical)), "salt %d: not learned", salt)
+		require.True(t, predicted(r, want), "salt %d", salt)
+		gs := r.Batch.Events[0].GetGameState()
+		require.Len(t, gs.GetHand(), 8)
+		require.Equal(t, jimbotpb.Rank_RANK_KING, gs.GetHand()[0].GetRank())
+		r.Batch.Release()
+		d.ReleaseResult(r)
+
+		r = d.Decode(KindBatch, canonical, 1) // the same state, from the pool
+		require.True(t, predicted(r, cardOrder(canonical)), "salt %d: learned back", salt)
+		r.Batch.Release()
+		d.ReleaseResult(r)
+	}
 }
 
 // typeLast puts "type" last: the typed view is read after the scan.
