@@ -34,6 +34,12 @@ func checkDeferredView(t testing.TB, d *Decoder, body []byte, kind Kind, want *r
 		if ev.Payload != nil && i < len(r.Keys) && ev.DeadletterReason == "" {
 			t.Fatalf("deferred: event %d has a typed view before FillTyped", i)
 		}
+		// The scan without typed walkers accepts and refuses alike, for the
+		// same reasons: whichever walker validated a payload (its type's,
+		// a guessed type's) checked what the plain scanner checks.
+		if w := want.Events[i]; ev.Topic != w.Topic || ev.DeadletterReason != w.DeadletterReason {
+			t.Fatalf("event %d: %s %q without typed walkers, %s %q with", i, ev.Topic, ev.DeadletterReason, w.Topic, w.DeadletterReason)
+		}
 	}
 	b.FillTyped()
 	b.FillTyped() // a no-op the second time

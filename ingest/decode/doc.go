@@ -60,11 +60,13 @@
 // their field, numeric strings are numbers, {} is an empty list, card ids
 // keep their printed text, a value of the wrong JSON type is ignored. It is
 // read in the scanner's pass: when an event's "type" comes before its
-// payload (as BalatroMCP writes events), the payload is validated by the
-// typed walker of that type instead of the plain scanner; the walkers check
-// exactly what the scanner checks, with the same errors at the same offsets,
-// so a body is accepted or refused alike with the view on or off. Otherwise
-// (the type after the payload, a later duplicate "type", LEARNING_DECISION,
+// payload, the payload is validated by the typed walker of that type instead
+// of the plain scanner; when it comes after (the envelope is a Lua table
+// too), by the walker of the type last seen with a payload that began with
+// the same key. The walkers check exactly what the scanner checks, with the
+// same errors at the same offsets, so a body is accepted or refused alike
+// with the view on or off, whichever walker read it. Otherwise (nothing to
+// guess from, a wrong guess, a later duplicate "type", LEARNING_DECISION,
 // whose subtype decides) the validated payload is walked again. The walkers
 // predict each object's next key, compare it as one token ("key": in one to
 // three words), and walk the members that come as predicted (string or

@@ -45,6 +45,11 @@ func fuzzSeeds(f testing.TB) [][]byte {
 		`{"type":"HEARTBEAT","source":"s","payload":{},"version":1e+15,"event_id":12,"metadata":{"a":1}}`,
 		`{"type":"GAME_STATE","source":"s","payload":{"hand":{"1":{"rank":"K"}},"jokers":{},"deck":{"full_deck":[{"id":1.5}]}}}`,
 		"{\"type\":\"HEARTBEAT\",\"source\":\"\xff\",\"payload\":\"\\ud800\"}",
+		// "type" after the payload: walked by a guessed type's walker,
+		// right or wrong (HAND_PLAYED and GAME_STATE begin alike).
+		`{"events":[{"source":"s","payload":{"hand_number":1,"hands_remaining":3},"type":"HAND_PLAYED"},` +
+			`{"source":"s","payload":{"hand_number":1,"hand":[{"rank":"King","suit":"Spades"}],"jokers":[{"name":"J","properties":{"cost":2}}]},"type":"GAME_STATE"},` +
+			`{"source":"s","payload":{"hand_number":2,"hands_remaining":2},"type":"HAND_PLAYED"}]}`,
 	} {
 		seeds = append(seeds, []byte(s))
 	}

@@ -207,9 +207,11 @@ type batchState struct {
 	// parser's members.
 	spans   []span
 	members []member
-	// order is the key order the typed walkers learned (keyOrder); it
-	// outlives the batch, as a prediction only.
+	// order is the key order the typed walkers learned (keyOrder), guess
+	// the payload types (typeGuess); they outlive the batch, as
+	// predictions only.
 	order keyOrders
+	guess typeGuess
 	// flags lists, in event order, the envelope flags of the events whose
 	// typed view was deferred (DeferTyped) and that had one set.
 	flags  []eventFlags

@@ -1,6 +1,7 @@
 package decode
 
 import (
+	"encoding/binary"
 	"math"
 	"math/bits"
 
@@ -20,10 +21,14 @@ import (
 // event's "type" member comes before its payload, as BalatroMCP writes them,
 // the scanner validates the payload with the walker of that type instead of
 // skipValue (parser.specTyped), and build keeps the view if the event's type
-// turns out to be the one guessed. Otherwise (the type after the payload, a
-// later duplicate "type", LEARNING_DECISION whose subtype decides) build
-// walks the validated payload again (parser.typed). Either way each payload
-// byte is read by one walker, not by a validator and then a walker.
+// turns out to be the one guessed. When the type comes after the payload
+// (the mod's envelope is a Lua table too: half of the game processes write
+// it so), the walker is that of the type last seen with a payload that
+// began with the same key (typeGuess). Otherwise (nothing to guess from, a
+// wrong guess, a later duplicate "type", LEARNING_DECISION whose subtype
+// decides) build walks the validated payload again (parser.typed). Either
+// way each payload byte is read by one walker, not by a validator and then
+// a walker, as long as the guesses hold.
 
 // vIter is the strict walk of an object or an array, with skipValue's
 // checks. next validates each scalar value and what follows it; a container
@@ -314,8 +319,9 @@ func (p *parser) textv(v valueInfo, s, e int) string {
 }
 
 // specTyped validates the payload object at buf[vs] (nested at depth) of
-// the event being parsed, and returns its end. When a "type" member came
-// before it, it is the typed walk of that type, kept in p.spec for build.
+// the event being parsed, and returns its end. It is the typed walk of the
+// event's type if a "type" member came before it, else of the type guessed
+// from its first key (typeGuess), kept in p.spec for build.
 func (p *parser) specTyped(vs, depth int) (int, synErr) {
 	typ := jimbotpb.EventType_EVENT_TYPE_UNSPECIFIED
 	if n := p.at[kType]; n >= 0 {
@@ -326,6 +332,8 @@ func (p *parser) specTyped(vs, depth int) (int, synErr) {
 				p.typeAt, p.typeParsed, p.typeKnown = n, typ, known
 			}
 		}
+	} else {
+		typ = p.st.guess.get(p.buf, vs)
 	}
 	switch typ {
 	case jimbotpb.EventType_EVENT_TYPE_UNSPECIFIED,
@@ -351,6 +359,7 @@ func (p *parser) typed(ev *jimbotpb.Event, s, e, depth int, initial, debug bool)
 		ev.Payload = p.spec.Payload
 	} else {
 		p.walkTyped(ev, ev.Type, s, depth) // validated already: no error
+		p.st.guess.learn(p.buf, s, ev.Type)
 	}
 	if gs, ok := ev.Payload.(*jimbotpb.Event_GameState); ok {
 		gs.GameState.Initial = initial
@@ -1258,4 +1267,51 @@ func upper(dst []byte, s string) ([]byte, bool) {
 		dst = append(dst, c)
 	}
 	return dst, true
+}
+
+// typeGuess is, for the first key of a payload, the event type that came
+// with the last payload that began with that key: in one game process the
+// payloads of one type begin with one key (Lua hash order), so an event
+// whose "type" member comes after its payload can have its payload walked
+// by its type's walker all the same. A wrong or missing guess only costs
+// the walk again (parser.typed). A batch state keeps one, as a prediction.
+type typeGuess [64]struct {
+	key uint64 // firstKey's hash; 0: empty
+	typ jimbotpb.EventType
+}
+
+// firstKey hashes the first key of the object at b[s], up to its first 16
+// bytes; 0 if it has none or is too near the end.
+func firstKey(b []byte, s int) uint64 {
+	if s+18 > len(b) || b[s+1] != '"' {
+		return 0
+	}
+	x := binary.LittleEndian.Uint64(b[s+2:])
+	y := binary.LittleEndian.Uint64(b[s+10:])
+	if m := hasByte(x, '"'); m != 0 {
+		x &= (m&-m)>>7 - 1 // the bytes before the quote
+		y = 0
+	} else if m := hasByte(y, '"'); m != 0 {
+		y &= (m&-m)>>7 - 1
+	}
+	return fmix64(x^y*0x9e3779b97f4a7c15) | 1
+}
+
+// get returns the type guessed for the payload at b[s], or UNSPECIFIED.
+func (g *typeGuess) get(b []byte, s int) jimbotpb.EventType {
+	k := firstKey(b, s)
+	if e := &g[k>>58]; k != 0 && e.key == k {
+		return e.typ
+	}
+	return jimbotpb.EventType_EVENT_TYPE_UNSPECIFIED
+}
+
+// learn records typ as the type of the payload at b[s].
+func (g *typeGuess) learn(b []byte, s int, typ jimbotpb.EventType) {
+	if k := firstKey(b, s); k != 0 {
+		g[k>>58] = struct {
+			key uint64
+			typ jimbotpb.EventType
+		}{k, typ}
+	}
 }

@@ -131,13 +131,7 @@ func hashOrder(salt uint64) func([]string) {
 // hashOrdered is body with every object's keys in hashOrder(salt).
 func hashOrdered(tb testing.TB, body []byte, salt uint64) []byte {
 	tb.Helper()
-	var v any
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	if err := dec.Decode(&v); err != nil {
-		tb.Fatal(err)
-	}
-	return writeJSON(v, hashOrder(salt))
+	return writeJSON(decodeAny(tb, body), hashOrder(salt))
 }
 
 // TestKeyOrderLearned: the walkers learn the key order of the objects they
@@ -199,6 +193,65 @@ func TestKeyOrderLearned(t *testing.T) {
 		r.Batch.Release()
 		d.ReleaseResult(r)
 	}
+}
+
+// TestTypeGuess: when an event's "type" comes after its payload, the
+// payload is walked by the walker of the type last seen with a payload that
+// began with the same key; a wrong guess still gives the right view.
+func TestTypeGuess(t *testing.T) {
+	d := New(Options{})
+	body := hashOrdered(t, syntheticBatch(50), 2) // "type" after "payload"
+	require.Less(t, bytes.Index(body, []byte(`"payload"`)), bytes.Index(body, []byte(`"type"`)))
+	r := d.Decode(KindBatch, body, 1)
+	require.Equal(t, 50, r.Accepted)
+	g := &r.Batch.Owner.(*batchState).guess
+	for i, ev := range r.Batch.Events {
+		require.Equal(t, ev.Type, g.get(ev.PayloadJson, 0), "event %d: learned", i)
+	}
+	r.Batch.Release()
+	d.ReleaseResult(r)
+
+	// HAND_PLAYED and GAME_STATE payloads that both begin with
+	// "hand_number", one after the other: every guess but the first is
+	// wrong.
+	gs := bytes.Replace(readTestdata(t, "event_GAME_STATE.initial.json"), []byte(`"type":"GAME_STATE",`), nil, 1)
+	gs = append(gs[:len(gs)-1], `,"type":"GAME_STATE"}`...)
+	hp := `{"source":"BalatroMCP","payload":{"hand_number":2,"hands_remaining":3},"type":"HAND_PLAYED"}`
+	mixed := []byte(`{"events":[` + hp + `,` + string(gs) + `,` + hp + `,` + string(gs) + `]}`)
+	require.Contains(t, string(gs), `"payload":{"hand_number":`)
+	typeFirst := writeJSON(decodeAny(t, mixed), func(k []string) {
+		for i, key := range k {
+			if key == "type" {
+				copy(k[1:i+1], k[:i])
+				k[0] = "type"
+			}
+		}
+	})
+	want := d.Decode(KindBatch, typeFirst, 1)
+	for range 2 {
+		got := d.Decode(KindBatch, mixed, 1)
+		require.Equal(t, 4, got.Accepted)
+		for i, ev := range got.Batch.Events {
+			w := want.Batch.Events[i]
+			require.Equal(t, w.Type, ev.Type)
+			require.True(t, proto.Equal(&jimbotpb.Event{Payload: w.Payload}, &jimbotpb.Event{Payload: ev.Payload}), "event %d: %v", i, ev.Payload)
+		}
+		got.Batch.Release()
+		d.ReleaseResult(got)
+	}
+	want.Batch.Release()
+	d.ReleaseResult(want)
+}
+
+func decodeAny(tb testing.TB, body []byte) any {
+	tb.Helper()
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		tb.Fatal(err)
+	}
+	return v
 }
 
 // typeLast puts "type" last: the typed view is read after the scan.
