@@ -80,6 +80,11 @@
 //   - batch envelope {source, timestamp (epoch ms ending 000), batch_id,
 //     events}, event timestamps in love.timer float ms, UUID-v4 ids, {} for
 //     every empty list, numbers as Lua's %.14g;
+//   - the keys of every object (envelopes, payloads, cards, ...) in the
+//     session's own order, as Lua's hash order writes the mod's tables: the
+//     same for every object with the same keys within the session,
+//     different from one Seed to another (KeyOrder; KeyOrderCaptures keeps
+//     the reference captures' order instead);
 //   - once per session a score overflow: chips inf and blind chips nan for
 //     one round (bare tokens, invalid JSON);
 //   - a command poll, GET /api/v1/commands/poll with Content-Type text/plain
@@ -97,8 +102,9 @@
 // Simplified: the game never ends (no GAME_OVER or MENU), there are no
 // retries (the bus always answers), the breaker is open for the whole outage
 // and its 60 s half-open wait is not modelled, no hooked events (SCORING,
-// ROUND_COMPLETE), key order is fixed per object (the examples' order) and
-// strings carry no raw control bytes.
+// ROUND_COMPLETE), a session's key order is a hash of each key (Lua's also
+// depends on the table's size and insertion order) and strings carry no raw
+// control bytes.
 //
 // # Replay
 //

@@ -57,6 +57,10 @@ type GenOptions struct {
 	// Activity is the probability that a 500 ms state sample sees the game
 	// change (an AI playing at 4x: nearly always). Default 0.9.
 	Activity float64
+	// KeyOrder is the order of the keys in every object of every body:
+	// KeyOrderHash (default), the session's own Lua hash order (it follows
+	// from Seed), or KeyOrderCaptures, the reference captures' order.
+	KeyOrder string
 }
 
 func (o *GenOptions) withDefaults() (GenOptions, error) {
@@ -91,6 +95,13 @@ func (o *GenOptions) withDefaults() (GenOptions, error) {
 	}
 	if g.Activity < 0 || g.Activity > 1 {
 		return g, fmt.Errorf("loadtest: Activity %v is outside [0, 1]", g.Activity)
+	}
+	switch g.KeyOrder {
+	case "":
+		g.KeyOrder = KeyOrderHash
+	case KeyOrderHash, KeyOrderCaptures:
+	default:
+		return g, fmt.Errorf("loadtest: unknown KeyOrder %q (want hash or captures)", g.KeyOrder)
 	}
 	return g, nil
 }
@@ -129,6 +140,9 @@ func Generate(opts GenOptions) ([]Record, error) {
 	g.love0 = 20_000 + g.rng.Float64()*400_000
 	g.initGame()
 	g.run()
+	if g.err != nil {
+		return nil, g.err
+	}
 	if len(g.recs) == 0 {
 		return nil, errors.New("loadtest: session too short to send anything")
 	}
@@ -160,6 +174,7 @@ type gen struct {
 	prev       snapshot
 	overflowAt float64 // seconds: the hand whose score overflows to inf
 	reqAt      int64   // arrival time of the frame's next request
+	err        error   // the first body hashOrder could not reorder (a bug)
 }
 
 var (
@@ -243,6 +258,13 @@ func (g *gen) run() {
 
 // emit appends a request at the frame's next request time.
 func (g *gen) emit(r Record) {
+	if g.o.KeyOrder == KeyOrderHash && len(r.Body) > 0 {
+		b, err := hashOrder(r.Body, g.o.Seed)
+		if err != nil && g.err == nil {
+			g.err = fmt.Errorf("loadtest: BUG: cannot reorder a generated body: %w", err)
+		}
+		r.Body = b
+	}
 	r.At = g.reqAt
 	g.reqAt += reqSpacingNs
 	g.recs = append(g.recs, r)

@@ -49,6 +49,9 @@ func strictJSON(b []byte) ([]byte, bool) {
 	return out, found
 }
 
+// connTest is what a connection_test body says.
+type connTest struct{ typ, message, source string }
+
 var (
 	reEpochMs  = regexp.MustCompile(`^\d{10}000$`)
 	reCardID   = regexp.MustCompile(`^0\.999\d{8,11}$`)
@@ -113,15 +116,30 @@ func TestGenerateDeterministic(t *testing.T) {
 // TestGenerateSession checks a 60 s session against the documented rates,
 // sizes and shapes (see the package documentation).
 func TestGenerateSession(t *testing.T) {
-	for _, seed := range []uint64{1, 2, 3} {
-		recs, err := Generate(GenOptions{Seed: seed})
+	for _, o := range []GenOptions{{Seed: 1}, {Seed: 2}, {Seed: 3}, {Seed: 1, KeyOrder: KeyOrderCaptures}} {
+		recs, err := Generate(o)
 		require.NoError(t, err)
-		checkSession(t, recs, 60*time.Second)
+		checkSession(t, recs, 60*time.Second, o)
 	}
 }
 
-func checkSession(t *testing.T, recs []Record, dur time.Duration) {
+// checkSession checks the records that Generate(o) made for dur.
+func checkSession(t *testing.T, recs []Record, dur time.Duration, o GenOptions) {
 	t.Helper()
+	o, err := o.withDefaults()
+	require.NoError(t, err)
+	// inOrder checks that body has every object's keys in the session's
+	// hash order (nothing to check for a captures session, whose exact
+	// bytes the checks below match).
+	inOrder := func(body []byte) {
+		t.Helper()
+		if o.KeyOrder == KeyOrderCaptures {
+			return
+		}
+		again, err := hashOrder(body, o.Seed)
+		require.NoError(t, err)
+		require.Equal(t, string(body), string(again), "keys in the session's hash order")
+	}
 	require.True(t, slices.IsSortedFunc(recs, func(a, b Record) int { return int(a.At - b.At) }), "arrival order")
 	secs := dur.Seconds()
 
@@ -151,7 +169,19 @@ func checkSession(t *testing.T, recs []Record, dur time.Duration) {
 		case r.Path == PathEvent:
 			connTests++
 			require.Equal(t, 0, batches, "connection_test comes before the first batch")
-			require.Regexp(t, reConnTest, string(r.Body))
+			inOrder(r.Body)
+			var ct struct {
+				Type      string
+				Data      struct{ Message string }
+				Source    string
+				Timestamp json.Number
+			}
+			decodeStrict(t, r.Body, &ct)
+			require.Equal(t, connTest{"connection_test", "Testing event bus connection", "BalatroMCP"}, connTest{ct.Type, ct.Data.Message, ct.Source})
+			require.Regexp(t, reEpochMs, ct.Timestamp.String())
+			if o.KeyOrder == KeyOrderCaptures {
+				require.Regexp(t, reConnTest, string(r.Body))
+			}
 			require.Len(t, r.Body, 124)
 			require.Equal(t, recs[i+1].Path, PathBatch, "in the same frame as the first batch")
 			continue
@@ -165,7 +195,10 @@ func checkSession(t *testing.T, recs []Record, dur time.Duration) {
 		if _, found := strictJSON(r.Body); found {
 			nonFiniteBodies++
 		}
-		require.True(t, bytes.HasPrefix(r.Body, []byte(`{"source":"BalatroMCP","timestamp":`)), "envelope key order")
+		inOrder(r.Body)
+		if o.KeyOrder == KeyOrderCaptures {
+			require.True(t, bytes.HasPrefix(r.Body, []byte(`{"source":"BalatroMCP","timestamp":`)), "envelope key order")
+		}
 		var env genEnvelope
 		decodeStrict(t, r.Body, &env)
 		require.Equal(t, "BalatroMCP", env.Source)

@@ -42,7 +42,7 @@ func TestTestdataSessions(t *testing.T) {
 		require.NoError(t, err, "run go test ./loadtest -run Testdata -update")
 		requireSameRecords(t, want, got)
 		if !s.opts.Outage && s.opts.Backend != BackendSocket {
-			checkSession(t, got, s.opts.Duration)
+			checkSession(t, got, s.opts.Duration, s.opts)
 		}
 	}
 }

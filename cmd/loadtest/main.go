@@ -1,7 +1,7 @@
 // Command loadtest generates, replays and blasts BalatroMCP traffic at a
 // JimBus (package loadtest documents the capture format and the models).
 //
-//	loadtest gen --games N --duration D --out DIR [--seed S] [--outage] [--backend B] [--gzip]
+//	loadtest gen --games N --duration D --out DIR [--seed S] [--outage] [--backend B] [--key-order O] [--gzip]
 //	loadtest replay [--target URL] [--grpc ADDR] [--games N] [--speed X | --rate R/s]
 //	                [--duration D] [--json FILE] FILE|DIR...
 //	loadtest http [--target URL] [--conns C] [--duration D] (--body FILE | --synthetic-batch N)
@@ -31,7 +31,7 @@ import (
 )
 
 const usage = `usage:
-  loadtest gen     --games N --duration D --out DIR [--seed S] [--outage] [--backend wininet|socket|curl] [--gzip]
+  loadtest gen     --games N --duration D --out DIR [--seed S] [--outage] [--backend wininet|socket|curl] [--key-order hash|captures] [--gzip]
   loadtest replay  [--target URL] [--grpc ADDR] [--games N] [--speed X | --rate R/s] [--duration D]
                    [--grace D] [--conns C] [--json FILE] [--allow-remote] [--quiet]
                    [--cpuprofile FILE] FILE|DIR...
@@ -132,6 +132,7 @@ func runGen(args []string, stdout, stderr io.Writer) int {
 	outageAt := fs.Duration("outage-at", 0, "when the outage starts (default 2/5 of --duration)")
 	outageFor := fs.Duration("outage-for", 0, "how long the outage lasts (default min(15s, duration/4))")
 	backend := fs.String("backend", loadtest.BackendWinINet, "lua-https backend whose headers to send: wininet, socket or curl")
+	keyOrder := fs.String("key-order", loadtest.KeyOrderHash, "key order of the bodies' objects: hash (each session its own, as Lua tables) or captures (the reference captures')")
 	gz := fs.Bool("gzip", false, "write .cap.jsonl.gz files")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -148,7 +149,7 @@ func runGen(args []string, stdout, stderr io.Writer) int {
 	for i := range *games {
 		recs, err := loadtest.Generate(loadtest.GenOptions{
 			Seed: *seed + uint64(i), Duration: *duration, Outage: *outage,
-			OutageAt: *outageAt, OutageFor: *outageFor, Backend: *backend,
+			OutageAt: *outageAt, OutageFor: *outageFor, Backend: *backend, KeyOrder: *keyOrder,
 		})
 		if err != nil {
 			fmt.Fprintln(stderr, "loadtest gen:", err)
