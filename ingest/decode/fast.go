@@ -9,8 +9,8 @@ import (
 // fastObject is the straight-line walk of an object whose members come as
 // BalatroMCP writes them: each key is the token that ks predicts (the one
 // the learned order expects, or the one after it when a key is missing),
-// right after '{' or ',', with a string or a number right after its colon,
-// then ',' or '}' right after the value. It hands each member to set (ve and v as nextK would
+// right after '{' or ',', with a string, a number or a literal right after
+// its colon, then ',' or '}' right after the value. It hands each member to set (ve and v as nextK would
 // give them) and returns the object's end with fastDone. Whatever else it
 // meets it leaves to the generic walk: fastFresh (nothing read: open the
 // object as usual) or fastResume (it is the iterator of the generic walk,
@@ -62,8 +62,12 @@ func (p *parser) fastObject(s, depth int, ks *keySet, set func(k, vs, ve int, v 
 			if ve, e = scanNumberV(b, vs, &it.v); e.msg != "" {
 				return 0, it, fastError, e
 			}
-		default: // whitespace, a literal, a container: the generic walk's
-			return p.fastStop(&it, s, j, k)
+		case c == 't' || c == 'f' || c == 'n': // a literal, checked as skipValue does
+			if ve, e = skipValue(b, vs, it.depth, p.maxDepth); e.msg != "" {
+				return 0, it, fastError, e
+			}
+		default: // whitespace, a container: the generic walk's
+			return p.fastStop(&it, s, j, slot)
 		}
 		set(k, vs, ve, it.v)
 		slot = k + 1
@@ -189,7 +193,7 @@ func (p *parser) cardFast(c *jimbotpb.Card, s, depth int) (end int, it vIter, st
 			}
 			text = bstr(b[vs:ve])
 		default:
-			return p.fastStop(&it, s, j, k)
+			return p.fastStop(&it, s, j, slot)
 		}
 		switch k {
 		case cardID: // a float such as 0.99989895846132, kept as printed

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"hash/fnv"
+	"regexp"
 	"sort"
 	"testing"
 
@@ -190,6 +191,19 @@ func TestKeyOrderLearned(t *testing.T) {
 
 		r = d.Decode(KindBatch, canonical, 1) // the same state, from the pool
 		require.True(t, predicted(r, cardOrder(canonical)), "salt %d: learned back", salt)
+		r.Batch.Release()
+		d.ReleaseResult(r)
+
+		// Cards with a container value (the straight line stops there,
+		// the general walk goes on) in the order learned: nothing changes.
+		odd := hashOrdered(t, regexp.MustCompile(`"rank":("[^"]*")`).ReplaceAll(canonical, []byte(`"rank":{"v":$1}`)), salt)
+		r = d.Decode(KindBatch, body, 1)
+		learned := r.Batch.Owner.(*batchState).order[cardKeys.id]
+		r.Batch.Release()
+		d.ReleaseResult(r)
+		r = d.Decode(KindBatch, odd, 1)
+		require.Equal(t, 1, r.Accepted)
+		require.Equal(t, learned, r.Batch.Owner.(*batchState).order[cardKeys.id], "salt %d: a container value", salt)
 		r.Batch.Release()
 		d.ReleaseResult(r)
 	}
