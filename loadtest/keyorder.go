@@ -39,6 +39,7 @@ var (
 	errShape    = errors.New("loadtest: not compact JSON")
 )
 
+// orderer is the walk of one body by hashOrder.
 type orderer struct {
 	b    []byte
 	salt uint64

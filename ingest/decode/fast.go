@@ -7,21 +7,21 @@ import (
 )
 
 // fastObject is the straight-line walk of an object whose members come as
-// BalatroMCP writes them: each key is the token that ks predicts (the one
-// the learned order expects, or the one after it when a key is missing),
-// right after '{' or ',', with a string, a number or a literal right after
-// its colon, then ',' or '}' right after the value. It hands each member to set (ve and v as nextK would
-// give them) and returns the object's end with fastDone. Whatever else it
-// meets it leaves to the generic walk: fastFresh (nothing read: open the
-// object as usual) or fastResume (it is the iterator of the generic walk,
-// positioned where the straight line stopped, the members before handed to
-// set already). A string or number it reads is validated as nextK
-// validates it; an invalid one is fastError with nextK's error. So the
-// result is nextK's, member for member, with less work a member (no
-// separate after, no pending container, no whitespace checks). walkFlat
-// uses it for every object of scalars (the small events' payloads, blinds,
-// score entries, shop items); cardFast, jokerFast and jokerPropsFast are
-// the same walk with the fields set in line, for the objects a GAME_STATE
+// BalatroMCP writes them: each key is the token that ks predicts (the one the
+// learned order expects, or the one after it when a key is missing), right
+// after '{' or ',', with a string, a number or a literal right after its
+// colon, then ',' or '}' right after the value. It hands each member to set
+// (ve and v as nextK would give them) and returns the object's end with
+// fastDone. Whatever else it meets it leaves to the generic walk: fastFresh
+// (nothing read: open the object as usual) or fastResume (it is the iterator
+// of the generic walk, positioned where the straight line stopped, the
+// members before handed to set already). A string, number or literal it reads
+// is validated as nextK validates it; an invalid one is fastError with
+// nextK's error. So the result is nextK's, member for member, with less work
+// a member (no separate after, no pending container, no whitespace checks).
+// walkFlat uses it for every object of scalars (the small events' payloads,
+// blinds, score entries, shop items); cardFast, jokerFast and jokerPropsFast
+// are the same walk with the fields set in line, for the objects a GAME_STATE
 // and a JOKERS_CHANGED bring by the dozen.
 func (p *parser) fastObject(s, depth int, ks *keySet, set func(k, vs, ve int, v valueInfo)) (end int, it vIter, st fastState, e synErr) {
 	if depth >= p.maxDepth {

@@ -23,7 +23,9 @@ type keySet struct {
 	id   int
 }
 
-// Bounds of the learned key orders: keySets, and keys in one.
+// Bounds of the learned key orders: keySets, and keys in one (maxSetKeys+1
+// is a power of two: slots are masked with maxSetKeys, which drops their
+// bounds checks).
 const (
 	maxKeySets = 32
 	maxSetKeys = 31
