@@ -13,6 +13,10 @@ import (
 // view included, allocates nothing once the pools are warm.
 func TestAllocsDecode(t *testing.T) {
 	bodies := realBodies(t)
+	// Other games' key orders: the orders learned, the types guessed.
+	for salt := range uint64(2) {
+		bodies["hashorder"+string(rune('1'+salt))] = kindBody{KindBatch, hashOrdered(t, syntheticBatch(50), salt+1)}
+	}
 	for name, tc := range bodies {
 		// The third: the view deferred (nobody wants it), then built by
 		// FillTyped as the fan-out does for a late subscriber.
