@@ -87,10 +87,17 @@ type subscriber struct {
 	wire    bool
 	shared  sharedBatch
 	nshared int
+	// small: the last delivery popped had fewer than coalesceBelow events,
+	// so a wake-up waits for more before sending (see serve).
+	small bool
 
 	// Guarded by bus.mu.
 	removed bool
 }
+
+// coalesceBelow is the size of a delivery (events) below which a woken
+// writer yields before it packs, to send more of them in one message.
+const coalesceBelow = 16
 
 func newSubscriber(b *Bus, id string, set route.Set, max int, label string, typed bool) *subscriber {
 	var jv *jsonView
@@ -151,6 +158,7 @@ func (s *subscriber) pack() int {
 			}
 			popped = true
 			s.cur, s.curIdx = bt, 0
+			s.small = len(bt.Events) < coalesceBelow
 		}
 		evs, tops := bt.Events, bt.Topics
 		var enc *route.Encoded
@@ -289,11 +297,17 @@ func (s *subscriber) serve(st stream) (err error) {
 		}
 		select {
 		case <-s.notify:
-			// Woken for one delivery: let the goroutines that are ready
-			// run first (the publishers, under load), so that one Send
-			// carries what they queue meanwhile. Without other work this
-			// returns at once.
-			runtime.Gosched()
+			// Woken for one delivery of a few events: let the goroutines
+			// that are ready run first (the publishers, under load), so
+			// that one Send carries what they queue meanwhile. Without
+			// other work this returns at once. Deliveries of many events
+			// are sent as they come: each is a message's worth already,
+			// and those that would pile up meanwhile are memory (their
+			// bodies, events and views) that falls out of the caches
+			// before it is sent.
+			if s.small {
+				runtime.Gosched()
+			}
 		case <-b.dispatched:
 			// Everything the dispatcher will ever queue is queued and
 			// visible: send it, then end the stream.
