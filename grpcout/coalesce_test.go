@@ -20,6 +20,7 @@ func TestCoalesceSmallDeliveries(t *testing.T) {
 	require.NoError(t, err)
 	s, err := b.subscribe("s", set, 0, true)
 	require.NoError(t, err)
+	require.True(t, s.small, "before the first delivery: as before this rule")
 	buf := make([]*route.Batch, 0, dispatchChunk)
 	deliver := func(n int) {
 		t.Helper()

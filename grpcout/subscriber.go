@@ -87,8 +87,9 @@ type subscriber struct {
 	wire    bool
 	shared  sharedBatch
 	nshared int
-	// small: the last delivery popped had fewer than coalesceBelow events,
-	// so a wake-up waits for more before sending (see serve).
+	// small: the last delivery popped had fewer than coalesceBelow events
+	// (true before the first), so a wake-up waits for more before sending
+	// (see serve).
 	small bool
 
 	// Guarded by bus.mu.
@@ -125,6 +126,7 @@ func newSubscriber(b *Bus, id string, set route.Set, max int, label string, type
 		latency: b.m.latency,
 		out:     jimbotpb.EventBatch{Events: make([]*jimbotpb.Event, 0, max)},
 		held:    make([]*route.Batch, 0, max+1),
+		small:   true,
 	}
 	s.shared = sharedBatch{EventBatch: &s.out, parts: make([][]byte, 0, max)}
 	return s
@@ -297,14 +299,14 @@ func (s *subscriber) serve(st stream) (err error) {
 		}
 		select {
 		case <-s.notify:
-			// Woken for one delivery of a few events: let the goroutines
-			// that are ready run first (the publishers, under load), so
-			// that one Send carries what they queue meanwhile. Without
-			// other work this returns at once. Deliveries of many events
-			// are sent as they come: each is a message's worth already,
-			// and those that would pile up meanwhile are memory (their
-			// bodies, events and views) that falls out of the caches
-			// before it is sent.
+			// Woken for one delivery: while deliveries are small, let the
+			// goroutines that are ready run first (the publishers, under
+			// load), so that one Send carries what they queue meanwhile.
+			// Without other work this returns at once. Deliveries of many
+			// events are sent as they come: each is a message's worth
+			// already, and those that would pile up meanwhile are memory
+			// (their bodies, events and views) that falls out of the
+			// caches before it is sent.
 			if s.small {
 				runtime.Gosched()
 			}
