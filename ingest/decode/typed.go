@@ -1275,7 +1275,9 @@ func upper(dst []byte, s string) ([]byte, bool) {
 // whose "type" member comes after its payload can have its payload walked
 // by its type's walker all the same. A wrong or missing guess only costs
 // the walk again (parser.typed). A batch state keeps one, as a prediction.
-type typeGuess [64]struct {
+type typeGuess [64]guessEntry
+
+type guessEntry struct {
 	key uint64 // firstKey's hash; 0: empty
 	typ jimbotpb.EventType
 }
@@ -1309,9 +1311,6 @@ func (g *typeGuess) get(b []byte, s int) jimbotpb.EventType {
 // learn records typ as the type of the payload at b[s].
 func (g *typeGuess) learn(b []byte, s int, typ jimbotpb.EventType) {
 	if k := firstKey(b, s); k != 0 {
-		g[k>>58] = struct {
-			key uint64
-			typ jimbotpb.EventType
-		}{k, typ}
+		g[k>>58] = guessEntry{k, typ}
 	}
 }
