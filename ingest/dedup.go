@@ -2,174 +2,151 @@ package ingest
 
 import (
 	"math"
-	"math/bits"
 	"runtime"
-	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/jimbot/jimbus/internal/prefetch"
 )
-
-// maxDedupShards is the most independently locked shards of the window; a
-// key's shard is its top bits.
-const maxDedupShards = 64
-
-// dedupShardsFor returns the shard count for procs Ps: 4 a P, a power of
-// two from 8 to maxDedupShards. A batch's keys fall in most shards, and
-// each shard whose mutex it takes costs a cache line moved from the core
-// that took it last: with 64 shards on 2 cores a 50-event batch took ~35
-// mutexes, half the window's cost (IngestBatch50 profile: the window 5.1-5.7%
-// of the process with 64 shards, 3.2-4.9% with 8). More Ps need more shards
-// to keep them from waiting on one another.
-func dedupShardsFor(procs int) int {
-	n := 8
-	for n < 4*procs && n < maxDedupShards {
-		n *= 2
-	}
-	return n
-}
 
 // dedupWays is the number of entries in one bucket: 4 x 16 bytes, one cache
 // line.
 const dedupWays = 4
 
 // dedup remembers the keys of recently delivered events for a window of
-// time, in bounded memory. It is safe for concurrent use; each shard has its
-// own mutex and no lock is shared across shards.
+// time, in bounded memory. It is safe for concurrent use.
 //
-// Each shard is a set-associative table: a key (a hash) selects one bucket
-// of dedupWays entries (key, time marked), so a check-and-mark touches one
+// It is a set-associative table: a key (a hash) selects one bucket of
+// dedupWays entries (key, time marked), so a check-and-mark touches one
 // cache line. A new key takes a free or expired entry of its bucket, else
-// the oldest one: the table holds at most maxEntries keys, and once it is
+// the oldest one: the table holds at most capacity keys, and once it is
 // full the window of an unlucky bucket is shorter (counted in evicted).
 // Measured against two generations of Go maps of the same capacity (1<<20),
 // this is one cache miss per event instead of two or three (about 200 ns).
+//
+// Each bucket is its own lock: bit 0 of its first entry's time word (times
+// are kept shifted left by one). A check-and-mark takes the lock of the key's bucket, the cache
+// line it has to read anyway, and no lock is shared by two buckets. The
+// table had shards with a mutex each before: a 50-event batch took most of
+// them (sorting its keys by shard first), and each mutex taken was a cache
+// line moved from the other core (BenchmarkDedupBatch on 2 cores, 4 runs
+// alternated: 5-18% more time a batch than now; on 1 core alike).
 type dedup struct {
-	window  int64 // ns
-	buckets int   // per shard, a power of two
-	shift   uint  // 64 - log2(len(shards))
-	// table is the buckets of every shard, shard i's from i*buckets: read
-	// without a lock (the slice never changes), so that finding a key's
-	// bucket does not read its shard's mutex line, which the other cores
-	// write.
-	table  []dedupBucket
-	shards []dedupShard
+	window int64  // ns
+	mask   uint64 // buckets - 1
+	// table is the buckets, read and written under their own locks only.
+	table []dedupBucket
+	// n is the entries in use (expired ones included); evicted the live
+	// entries dropped for a new key. Updated once a seenBatch.
+	n, evicted atomic.Int64
 }
 
 type dedupEntry struct {
 	key uint64 // 0: free
-	at  int64  // when marked, monotonic ns
+	// at is when the key was marked, monotonic ns, shifted left by one
+	// (plenty for 146 years). In a bucket's first entry it is read and
+	// written atomically only: its bit 0 is the bucket's lock.
+	at int64
 }
 
 type dedupBucket [dedupWays]dedupEntry
 
-type dedupShard struct {
-	mu      sync.Mutex
-	n       int      // entries in use (expired ones included)
-	evicted int64    // live entries dropped for a new key
-	_       [64]byte // keep neighbouring shards' mutexes off this line
-}
-
 // newDedup returns a window of the given length (ns) holding at most
-// maxEntries keys in all (rounded down to a power of two, at least
-// shards*dedupWays), in shards shards (a power of two, at most
-// maxDedupShards; see dedupShardsFor). Its memory (16 bytes a key) is
-// reserved at once and committed as keys land in it (windowMem); it is
-// given back once the window is unreachable.
-func newDedup(window int64, maxEntries, shards int) *dedup {
-	if shards < 1 || shards > maxDedupShards || shards&(shards-1) != 0 {
-		panic("ingest: dedup shards must be a power of two up to maxDedupShards")
-	}
+// maxEntries keys (rounded down to a power of two, at least dedupWays). Its
+// memory (16 bytes a key) is reserved at once and committed as keys land in
+// it (windowMem); it is given back once the window is unreachable.
+func newDedup(window int64, maxEntries int) *dedup {
 	b := 1
-	for b*2*shards*dedupWays <= maxEntries {
+	for b*2*dedupWays <= maxEntries {
 		b *= 2
 	}
-	d := &dedup{window: window, buckets: b, shift: uint(64 - bits.Len(uint(shards-1))), shards: make([]dedupShard, shards)}
+	d := &dedup{window: window, mask: uint64(b - 1)}
 	var free func()
-	d.table, free = windowMem(b * shards)
+	d.table, free = windowMem(b)
 	runtime.AddCleanup(d, func(free func()) { free() }, free)
 	return d
 }
 
 // capacity is the most keys the window holds.
-func (d *dedup) capacity() int { return d.buckets * len(d.shards) * dedupWays }
+func (d *dedup) capacity() int { return len(d.table) * dedupWays }
 
-// bucket returns key's bucket, in its shard's part of the table.
-func (d *dedup) bucket(key uint64) *dedupBucket {
-	return &d.table[int(key>>d.shift)*d.buckets+int(key&uint64(d.buckets-1))]
+// bucket returns key's bucket.
+func (d *dedup) bucket(key uint64) *dedupBucket { return &d.table[key&d.mask] }
+
+// lock takes b's lock and returns its first entry's at (the caller hands
+// it, changed or not, back to unlock). The lock is held for a few dozen
+// instructions: a taker spins, and yields the P should the holder have been
+// preempted.
+func (b *dedupBucket) lock() int64 {
+	p := &b[0].at
+	for i := 0; ; i++ {
+		if v := atomic.LoadInt64(p); v&1 == 0 && atomic.CompareAndSwapInt64(p, v, v|1) {
+			return v
+		}
+		if i >= 64 {
+			runtime.Gosched()
+		}
+	}
 }
 
-func (d *dedup) shard(key uint64) *dedupShard {
-	return &d.shards[key>>d.shift] // keys are hashes (a shift by 64 gives 0)
-}
+// unlock releases b's lock, setting its first entry's at to at0 (bit 0
+// clear).
+func (b *dedupBucket) unlock(at0 int64) { atomic.StoreInt64(&b[0].at, at0) }
 
 // seen checks and marks key at now (monotonic ns): it reports whether key was
 // marked less than the window ago; if not, it marks key now.
 func (d *dedup) seen(key uint64, now int64) bool {
-	s := d.shard(key)
-	s.mu.Lock()
-	dup := d.seenLocked(s, key, now)
-	s.mu.Unlock()
+	dup, dn, dev := d.seenLocked(key, now)
+	d.count(dn, dev)
 	return dup
 }
 
 // seenBatchMax is the most keys seenBatch takes at once.
 const seenBatchMax = 64
 
-// seenBatch is seen for each key of keys (0: none, never a duplicate): it
-// sets dup[i] for keys[i]. It takes each shard's mutex once for all the keys
-// it holds, in their order (a key given twice is a duplicate the second
-// time, as with seen), rather than once a key: with two cores decoding at
-// once, each mutex taken is a cache line that moves from one core to the
-// other. len(keys) <= seenBatchMax.
+// seenBatch is seen for each key of keys (0: none, never a duplicate), in
+// their order (a key given twice is a duplicate the second time): it sets
+// dup[i] for keys[i]. len(keys) <= seenBatchMax.
 func (d *dedup) seenBatch(keys []uint64, now int64, dup *[seenBatchMax]bool) {
-	// Counting sort of the key indexes by shard, stable.
-	nsh := len(d.shards)
-	var start [maxDedupShards + 1]uint8
-	for _, k := range keys {
-		if k != 0 {
-			start[k>>d.shift+1]++
-		}
-	}
-	for i := 1; i <= nsh; i++ {
-		start[i] += start[i-1]
-	}
-	var order [seenBatchMax]uint8
-	next := start
+	var n, ev int64
 	for i, k := range keys {
 		dup[i] = false
 		if k != 0 {
-			sh := k >> d.shift
-			order[next[sh]] = uint8(i)
-			next[sh]++
+			var dn, dev int64
+			dup[i], dn, dev = d.seenLocked(k, now)
+			n += dn
+			ev += dev
 		}
 	}
-	for sh := range nsh {
-		lo, hi := start[sh], start[sh+1]
-		if lo == hi {
-			continue
-		}
-		s := &d.shards[sh]
-		s.mu.Lock()
-		for _, i := range order[lo:hi] {
-			dup[i] = d.seenLocked(s, keys[i], now)
-		}
-		s.mu.Unlock()
+	d.count(n, ev)
+}
+
+// count adds to the counters.
+func (d *dedup) count(n, evicted int64) {
+	if n != 0 {
+		d.n.Add(n)
+	}
+	if evicted != 0 {
+		d.evicted.Add(evicted)
 	}
 }
 
-// seenLocked is seen; the caller holds s.mu, the mutex of key's shard.
-func (d *dedup) seenLocked(s *dedupShard, key uint64, now int64) bool {
+// seenLocked is seen under the lock of key's bucket; it returns what the counters gain (an entry taken, a live one evicted).
+func (d *dedup) seenLocked(key uint64, now int64) (dup bool, n, evicted int64) {
 	b := d.bucket(key)
+	at0 := b.lock()
 	victim, oldest := 0, int64(math.MaxInt64)
 	for i := range b {
-		e := &b[i]
-		age := now - e.at
-		if e.key == key && age < d.window {
-			return true
+		at := at0 >> 1
+		if i > 0 {
+			at = b[i].at >> 1
 		}
-		at := e.at
-		if e.key == 0 || age >= d.window {
+		age := now - at
+		if b[i].key == key && age < d.window {
+			b.unlock(at0)
+			return true, 0, 0
+		}
+		if b[i].key == 0 || age >= d.window {
 			at = math.MinInt64 // free or expired: take it first
 		}
 		if at < oldest {
@@ -177,14 +154,24 @@ func (d *dedup) seenLocked(s *dedupShard, key uint64, now int64) bool {
 		}
 	}
 	e := &b[victim]
+	at := at0 >> 1
+	if victim > 0 {
+		at = e.at >> 1
+	}
 	switch {
 	case e.key == 0:
-		s.n++
-	case now-e.at < d.window:
-		s.evicted++
+		n = 1
+	case now-at < d.window:
+		evicted = 1
 	}
-	*e = dedupEntry{key: key, at: now}
-	return false
+	e.key = key
+	if victim == 0 {
+		at0 = now << 1
+	} else {
+		e.at = now << 1
+	}
+	b.unlock(at0)
+	return false, n, evicted
 }
 
 // prefetchKey starts loading key's bucket (key 0: none) without marking
@@ -193,8 +180,8 @@ func (d *dedup) seenLocked(s *dedupShard, key uint64, now int64) bool {
 // (measured: about 55 ns a key one at a time, 23 ns with the buckets of 50
 // keys read first). The decoder gives each key to prefetchKey as soon as it
 // has it (decode.Options.KeyHint), so that the miss overlaps with the walk
-// of the event's payload. It runs without the shard's mutex: a prefetch
-// reads nothing (package prefetch).
+// of the event's payload. It takes no lock: a prefetch reads nothing
+// (package prefetch).
 func (d *dedup) prefetchKey(key uint64) {
 	if key == 0 {
 		return
@@ -205,29 +192,32 @@ func (d *dedup) prefetchKey(key uint64) {
 // forget removes a mark made by seen at markedAt, unless key was marked
 // again since.
 func (d *dedup) forget(key uint64, markedAt int64) {
-	s := d.shard(key)
-	s.mu.Lock()
 	b := d.bucket(key)
+	at0 := b.lock()
+	var n int64
 	for i := range b {
-		if b[i].key == key && b[i].at == markedAt {
-			b[i] = dedupEntry{}
-			s.n--
+		at := at0
+		if i > 0 {
+			at = b[i].at
+		}
+		if b[i].key == key && at == markedAt<<1 {
+			b[i].key = 0
+			if i == 0 {
+				at0 = 0
+			} else {
+				b[i].at = 0
+			}
+			n--
 		}
 	}
-	s.mu.Unlock()
+	b.unlock(at0)
+	d.count(n, 0)
 }
 
 // stats returns the entries in use (expired ones included) and the live
 // entries evicted so far.
 func (d *dedup) stats() (n int, evicted int64) {
-	for i := range d.shards {
-		s := &d.shards[i]
-		s.mu.Lock()
-		n += s.n
-		evicted += s.evicted
-		s.mu.Unlock()
-	}
-	return n, evicted
+	return int(d.n.Load()), d.evicted.Load()
 }
 
 // len is the number of entries in use.

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,7 +15,7 @@ import (
 
 func TestDedupWindow(t *testing.T) {
 	const w = int64(10 * time.Minute)
-	d := newDedup(w, 1<<20, maxDedupShards)
+	d := newDedup(w, 1<<20)
 	k := uint64(0xabcdef) | 5<<58
 	require.False(t, d.seen(k, 0))
 	require.True(t, d.seen(k, 1))
@@ -23,8 +24,8 @@ func TestDedupWindow(t *testing.T) {
 	require.True(t, d.seen(k, w+1))
 
 	// A full bucket gives its oldest entry to a new event (and counts it).
-	d = newDedup(w, 1<<20, maxDedupShards)
-	bucketKey := func(i uint64) uint64 { return 5<<58 | i*uint64(d.buckets) | 7 } // same shard, same bucket
+	d = newDedup(w, 1<<20)
+	bucketKey := func(i uint64) uint64 { return i*uint64(len(d.table)) | 7 } // the same bucket
 	for i := range uint64(dedupWays) {
 		require.False(t, d.seen(bucketKey(i+1), int64(i)))
 	}
@@ -42,7 +43,7 @@ func TestDedupWindow(t *testing.T) {
 	require.True(t, d.seen(bucketKey(1), w+10), "the youngest (marked at 11) is still there")
 
 	// forget undoes a mark, but not a later one.
-	d = newDedup(w, 1<<20, maxDedupShards)
+	d = newDedup(w, 1<<20)
 	require.False(t, d.seen(k, 100))
 	d.forget(k, 100)
 	require.False(t, d.seen(k, 200))
@@ -52,13 +53,11 @@ func TestDedupWindow(t *testing.T) {
 
 func TestDedupBounded(t *testing.T) {
 	const maxEntries = 1024
-	d := newDedup(int64(time.Hour), maxEntries, maxDedupShards)
+	d := newDedup(int64(time.Hour), maxEntries)
 	require.Equal(t, maxEntries, d.capacity())
-	require.Equal(t, 1<<20, newDedup(1, 1<<20, maxDedupShards).capacity())
-	require.Equal(t, 1<<19, newDedup(1, 1<<20-1, 8).capacity(), "rounded down")
-	require.Equal(t, maxDedupShards*dedupWays, newDedup(1, 1, maxDedupShards).capacity(), "at least one bucket a shard")
-	require.Equal(t, 8*dedupWays, newDedup(1, 1, 8).capacity())
-	require.Panics(t, func() { newDedup(1, 1, 12) })
+	require.Equal(t, 1<<20, newDedup(1, 1<<20).capacity())
+	require.Equal(t, 1<<19, newDedup(1, 1<<20-1).capacity(), "rounded down")
+	require.Equal(t, dedupWays, newDedup(1, 1).capacity(), "at least one bucket")
 	r := rand.New(rand.NewPCG(1, 2))
 	var last uint64
 	for i := range 100_000 {
@@ -126,14 +125,8 @@ func TestDedupOff(t *testing.T) {
 // TestDedupSeenBatch: seenBatch answers as seen called on each key in turn,
 // duplicates within the batch, zero keys and full buckets included.
 func TestDedupSeenBatch(t *testing.T) {
-	for _, shards := range []int{1, 8, maxDedupShards} {
-		testDedupSeenBatch(t, shards)
-	}
-}
-
-func testDedupSeenBatch(t *testing.T, shards int) {
 	const w = int64(time.Minute)
-	a, b := newDedup(w, 1<<12, shards), newDedup(w, 1<<12, shards)
+	a, b := newDedup(w, 1<<12), newDedup(w, 1<<12)
 	r := rand.New(rand.NewPCG(3, 4))
 	var pool []uint64
 	for round := range 2000 {
@@ -159,7 +152,7 @@ func testDedupSeenBatch(t *testing.T, shards int) {
 		a.seenBatch(keys, now, &dup)
 		for i, k := range keys {
 			want := k != 0 && b.seen(k, now)
-			require.Equal(t, want, dup[i], "%d shards, round %d key %d", shards, round, i)
+			require.Equal(t, want, dup[i], "round %d key %d", round, i)
 		}
 	}
 	na, ea := a.stats()
@@ -169,18 +162,55 @@ func testDedupSeenBatch(t *testing.T, shards int) {
 	require.Positive(t, ea, "buckets were crowded")
 }
 
-// TestDedupShardsFor: 4 shards a P, a power of two in [8, 64].
-func TestDedupShardsFor(t *testing.T) {
-	for procs, want := range map[int]int{1: 8, 2: 8, 3: 16, 4: 16, 8: 32, 16: 64, 256: 64} {
-		require.Equal(t, want, dedupShardsFor(procs), "%d procs", procs)
+// TestDedupConcurrent: goroutines marking the same keys in the same order
+// at once, one at a time and in batches: every key is new to exactly one of
+// them, and the counters add up.
+func TestDedupConcurrent(t *testing.T) {
+	const (
+		workers = 8
+		keys    = 1 << 15
+		buckets = keys / 2
+	)
+	// Two keys a bucket, no evictions: every mark stays.
+	d := newDedup(int64(time.Hour), buckets*dedupWays)
+	firsts := make([]atomic.Int32, keys)
+	var wg sync.WaitGroup
+	for g := range workers {
+		wg.Go(func() {
+			var dup [seenBatchMax]bool
+			for k := range keys {
+				key := uint64(k+1)<<32 | uint64(k%buckets)
+				if g%2 == 0 {
+					if !d.seen(key, int64(g)) {
+						firsts[k].Add(1)
+					}
+					continue
+				}
+				d.seenBatch([]uint64{key, 0, key}, int64(g), &dup)
+				if dup[1] || !dup[2] {
+					t.Errorf("key %d: %v, want [x false true]: a key given twice is a duplicate the second time", k, dup[:3])
+					return
+				}
+				if !dup[0] {
+					firsts[k].Add(1)
+				}
+			}
+		})
 	}
+	wg.Wait()
+	for k := range firsts {
+		require.EqualValues(t, 1, firsts[k].Load(), "key %d", k)
+	}
+	n, evicted := d.stats()
+	require.Equal(t, keys, n)
+	require.Zero(t, evicted)
 }
 
 // BenchmarkDedupBatch: check-and-mark of 50 new keys a batch, as the
 // handler does it (prefetchKey, then seenBatch), from every P at once, in a
 // window of the default size.
 func BenchmarkDedupBatch(b *testing.B) {
-	d := newDedup(int64(time.Hour), defaultDedupMaxEntries, dedupShardsFor(runtime.GOMAXPROCS(0)))
+	d := newDedup(int64(time.Hour), defaultDedupMaxEntries)
 	var seq atomic.Uint64
 	b.RunParallel(func(pb *testing.PB) {
 		var keys [50]uint64

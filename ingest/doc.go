@@ -68,17 +68,16 @@
 // timestamp) in new batches, dozens of times. Each event that the decoder gave
 // a key (a hash of source, event_id and client timestamp; events without an
 // event_id get none and are never dropped) is checked and marked in a window
-// of Options.DedupWindow: a table sharded by hash, one mutex per shard, each
-// shard set-associative (buckets of 4 entries, one cache line). A request's
-// keys are checked together: their buckets are read first, so that their
-// cache misses overlap, then each shard's mutex is taken once for all the
-// keys it holds, in request order (a key twice in one request is a
-// duplicate the second time). A duplicate
-// is acknowledged (the answer is ok) but removed from the batch, so it is
-// delivered once. The window holds at most Options.DedupMaxEntries entries;
-// once full, a new event takes the place of the oldest entry of its bucket,
-// which shortens the window for that entry rather than growing memory
-// (counted). When the publish fails (503), the keys the request marked are
+// of Options.DedupWindow: a set-associative table (buckets of 4 entries, one
+// cache line, each bucket its own lock in that line). The decoder starts
+// loading a key's bucket as soon as it has the key, so that the cache misses
+// overlap with the decoding; the request's keys are then checked in request
+// order (a key twice in one request is a duplicate the second time). A
+// duplicate is acknowledged (the answer is ok) but removed from the batch, so
+// it is delivered once. The window holds at most Options.DedupMaxEntries
+// entries; once full, a new event takes the place of the oldest entry of its
+// bucket, which shortens the window for that entry rather than growing
+// memory (counted). When the publish fails (503), the keys the request marked are
 // unmarked again, so the client's retry is not taken for a duplicate. Two
 // copies in flight at the same moment are resolved in favour of the first:
 // if that one then fails with 503, its own retry delivers the event.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -226,7 +225,7 @@ func New(opts Options, pub route.Publisher) (*Server, error) {
 	dopts := opts.DecodeOptions
 	dopts.KeyHint = nil
 	if opts.DedupWindow > 0 {
-		s.dd = newDedup(int64(opts.DedupWindow), opts.DedupMaxEntries, dedupShardsFor(runtime.GOMAXPROCS(0)))
+		s.dd = newDedup(int64(opts.DedupWindow), opts.DedupMaxEntries)
 		dopts.KeyHint = s.dd.prefetchKey
 	}
 	s.dec = decode.New(dopts)
