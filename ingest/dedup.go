@@ -131,7 +131,8 @@ func (d *dedup) count(n, evicted int64) {
 	}
 }
 
-// seenLocked is seen under the lock of key's bucket; it returns what the counters gain (an entry taken, a live one evicted).
+// seenLocked is seen under the lock of key's bucket; it returns what the
+// counters gain (an entry taken, a live one evicted).
 func (d *dedup) seenLocked(key uint64, now int64) (dup bool, n, evicted int64) {
 	b := d.bucket(key)
 	at0 := b.lock()
