@@ -97,7 +97,7 @@ func (b *dedupBucket) unlock(at0 int64) { atomic.StoreInt64(&b[0].at, at0) }
 // seen checks and marks key at now (monotonic ns): it reports whether key was
 // marked less than the window ago; if not, it marks key now.
 func (d *dedup) seen(key uint64, now int64) bool {
-	dup, dn, dev := d.seenLocked(key, now)
+	dup, dn, dev := d.checkAndMark(key, now)
 	d.count(dn, dev)
 	return dup
 }
@@ -114,7 +114,7 @@ func (d *dedup) seenBatch(keys []uint64, now int64, dup *[seenBatchMax]bool) {
 		dup[i] = false
 		if k != 0 {
 			var dn, dev int64
-			dup[i], dn, dev = d.seenLocked(k, now)
+			dup[i], dn, dev = d.checkAndMark(k, now)
 			n += dn
 			ev += dev
 		}
@@ -132,9 +132,9 @@ func (d *dedup) count(n, evicted int64) {
 	}
 }
 
-// seenLocked is seen under the lock of key's bucket; it returns what the
-// counters gain (an entry taken, a live one evicted).
-func (d *dedup) seenLocked(key uint64, now int64) (dup bool, n, evicted int64) {
+// checkAndMark is seen, taking the lock of key's bucket, without the
+// counters: it returns what they gain (an entry taken, a live one evicted).
+func (d *dedup) checkAndMark(key uint64, now int64) (dup bool, n, evicted int64) {
 	b := d.bucket(key)
 	at0 := b.lock()
 	victim, oldest := 0, int64(math.MaxInt64)
