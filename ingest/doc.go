@@ -77,10 +77,11 @@
 // it is delivered once. The window holds at most Options.DedupMaxEntries
 // entries; once full, a new event takes the place of the oldest entry of its
 // bucket, which shortens the window for that entry rather than growing
-// memory (counted). When the publish fails (503), the keys the request marked are
-// unmarked again, so the client's retry is not taken for a duplicate. Two
-// copies in flight at the same moment are resolved in favour of the first:
-// if that one then fails with 503, its own retry delivers the event.
+// memory (counted). When the publish fails (503), the keys the request
+// marked are unmarked again, so the client's retry is not taken for a
+// duplicate. Two copies in flight at the same moment are resolved in favour
+// of the first: if that one then fails with 503, its own retry delivers the
+// event.
 //
 // # Ownership
 //
