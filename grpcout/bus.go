@@ -74,6 +74,7 @@ type Bus struct {
 	killc      chan struct{} // closed when Stop's deadline passed: abandon what is left
 	killOnce   sync.Once
 	aborted    atomic.Bool
+	allQueued  atomic.Bool   // set, then every writer poked, when the dispatcher exits
 	done       chan struct{} // closed when the first Stop returns
 	stopErr    error
 
@@ -270,13 +271,27 @@ func (b *Bus) stop(ctx context.Context) error {
 func (b *Bus) abort() {
 	b.killOnce.Do(func() {
 		b.aborted.Store(true)
-		close(b.killc)
+		close(b.killc) // the dispatcher exits and wakes every writer
 	})
+}
+
+// pokeAll wakes every writer, once a flag they check before parking is set:
+// the dispatcher calls it as it exits (allQueued; after an abort too).
+func (b *Bus) pokeAll() {
+	b.mu.Lock()
+	for s := range b.subs {
+		s.poke()
+	}
+	b.mu.Unlock()
 }
 
 // run is the dispatcher goroutine.
 func (b *Bus) run() {
-	defer close(b.dispatched)
+	defer func() {
+		b.allQueued.Store(true)
+		b.pokeAll()
+		close(b.dispatched)
+	}()
 	buf := make([]*route.Batch, 0, dispatchChunk)
 	for b.ring.Wait(b.stopc) {
 		b.dmu.Lock()
@@ -511,7 +526,7 @@ func (b *Bus) kill(s *subscriber, reason string) {
 	}
 	s.killErr = status.Error(codes.ResourceExhausted, msg)
 	s.killed.Store(true)
-	close(s.killc)
+	s.poke()
 	s.drainQueue(true)
 	b.remove(s, false)
 	b.log.Warn("grpcout: slow subscriber disconnected",

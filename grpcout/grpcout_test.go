@@ -587,6 +587,37 @@ func TestStopDrains(t *testing.T) {
 	goleak.VerifyNone(t)
 }
 
+// TestStopWakesIdleWriters: Stop ends the streams of subscribers whose
+// writers are parked with nothing to send, at once and without error (the
+// dispatcher wakes them as it exits), also one that receives nothing.
+func TestStopWakesIdleWriters(t *testing.T) {
+	e := newEnv(t, Options{}, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	a := subscribe(t, ctx, e.client, &jimbotpb.SubscribeRequest{})
+	b := subscribe(t, ctx, e.client, &jimbotpb.SubscribeRequest{TopicPattern: "system.none"})
+	f := newBatches()
+	publish(t, e.bus, 0, f.make(newEvent(jimbotpb.EventType_EVENT_TYPE_HEARTBEAT, "", "1")))
+	eb, err := a.Recv()
+	require.NoError(t, err)
+	require.Len(t, eb.Events, 1)
+	time.Sleep(50 * time.Millisecond) // both writers park
+
+	stopCtx, stopCancel := context.WithTimeout(ctx, 5*time.Second)
+	defer stopCancel()
+	start := time.Now()
+	require.NoError(t, e.bus.Stop(stopCtx))
+	require.Less(t, time.Since(start), time.Second)
+	for _, st := range []jimbotpb.EventBus_SubscribeClient{a, b} {
+		r := recvAll(st)
+		require.True(t, isEOF(r.err), "%v", r.err)
+		require.Empty(t, r.events)
+	}
+	f.requireFreedOnce(t)
+	e.close()
+	goleak.VerifyNone(t)
+}
+
 // TestStopDeadline: a subscriber that never reads cannot hold Stop past its
 // deadline; what is left is released.
 func TestStopDeadline(t *testing.T) {

@@ -51,10 +51,9 @@ type subscriber struct {
 	form    int       // formTyped or formJSON: how it sends events
 	jv      *jsonView // copies without the typed view; nil when typed
 	q       *ring.Ring[*route.Batch]
-	notify  chan struct{} // dispatcher -> parked writer; 1-buffered
+	notify  chan struct{} // wakes the parked writer (wake, poke); 1-buffered
 	room    chan struct{} // writer -> dispatcher waiting for room (Block); 1-buffered
 	gone    chan struct{} // closed when the writer has left
-	killc   chan struct{} // closed when the dispatcher disconnected the subscriber
 	sent    prometheus.Counter
 	dropped prometheus.Counter
 	latency prometheus.Histogram
@@ -70,6 +69,7 @@ type subscriber struct {
 	wantRoom atomic.Uint32 // the dispatcher waits for room in q
 	closed   atomic.Bool   // the writer has left
 	killed   atomic.Bool   // the dispatcher disconnected the subscriber
+	ctxDone  atomic.Bool   // the stream's context is done
 	droppedN atomic.Uint64
 	sentN    atomic.Uint64
 	_        [128]byte
@@ -120,7 +120,6 @@ func newSubscriber(b *Bus, id string, set route.Set, max int, label string, type
 		notify:  make(chan struct{}, 1),
 		room:    make(chan struct{}, 1),
 		gone:    make(chan struct{}),
-		killc:   make(chan struct{}),
 		sent:    b.m.sent.WithLabelValues(label),
 		dropped: b.m.dropped.WithLabelValues(label),
 		latency: b.m.latency,
@@ -139,6 +138,17 @@ func (s *subscriber) wake() {
 		case s.notify <- struct{}{}:
 		default:
 		}
+	}
+}
+
+// poke wakes the writer whether or not it is parked, for a reason it
+// checks before it parks (killed, aborted, allQueued, ctxDone): set the
+// reason first. A token left in notify makes the next park return at once,
+// which only costs a turn of the loop.
+func (s *subscriber) poke() {
+	select {
+	case s.notify <- struct{}{}:
+	default:
 	}
 }
 
@@ -261,6 +271,15 @@ func (s *subscriber) serve(st stream) (err error) {
 	ctx := st.Context()
 	ms, isMsg := st.(msgStream)
 	s.wire = isMsg && grpc.ServerTransportStreamFromContext(ctx) != nil
+	// The writer parks on notify alone: a select over the five channels
+	// that can end a park locked and queued on all five at every park,
+	// about once a delivery under load. Whatever else should end the park
+	// sets its flag and pokes (the context's by AfterFunc).
+	stop := context.AfterFunc(ctx, func() {
+		s.ctxDone.Store(true)
+		s.poke()
+	})
+	defer stop()
 	defer func() { s.leave(err) }()
 	final := false
 	for {
@@ -297,28 +316,31 @@ func (s *subscriber) serve(st stream) (err error) {
 			s.sleeping.Store(0)
 			continue
 		}
-		select {
-		case <-s.notify:
-			// Woken for one delivery: while deliveries are small, let the
-			// goroutines that are ready run first (the publishers, under
-			// load), so that one Send carries what they queue meanwhile.
-			// Without other work this returns at once. Deliveries of many
-			// events are sent as they come: each is a message's worth
-			// already, and those that would pile up meanwhile are memory
-			// (their bodies, events and views) that falls out of the
-			// caches before it is sent.
-			if s.small {
-				runtime.Gosched()
-			}
-		case <-b.dispatched:
+		switch {
+		case s.killed.Load(), b.aborted.Load():
+			s.sleeping.Store(0)
+			continue
+		case b.allQueued.Load():
 			// Everything the dispatcher will ever queue is queued and
 			// visible: send it, then end the stream.
+			s.sleeping.Store(0)
 			final = true
-		case <-s.killc:
-		case <-b.killc:
-		case <-ctx.Done():
+			continue
+		case s.ctxDone.Load():
 			s.sleeping.Store(0)
 			return status.FromContextError(ctx.Err()).Err()
+		}
+		<-s.notify
+		// Woken for one delivery: while deliveries are small, let the
+		// goroutines that are ready run first (the publishers, under
+		// load), so that one Send carries what they queue meanwhile.
+		// Without other work this returns at once. Deliveries of many
+		// events are sent as they come: each is a message's worth
+		// already, and those that would pile up meanwhile are memory
+		// (their bodies, events and views) that falls out of the caches
+		// before it is sent.
+		if s.small {
+			runtime.Gosched()
 		}
 		s.sleeping.Store(0)
 	}
