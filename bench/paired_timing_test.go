@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"flag"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -76,27 +77,35 @@ func BenchmarkPaired(b *testing.B) {
 
 // pairServer is one server of BenchmarkPaired with its client.
 type pairServer struct {
-	s     *Server
-	hc    *fasthttp.HostClient
-	cnt   *counter // JimBus's in-process subscriber; nil for fastsonic
-	sent  int64    // events posted to it so far
-	total sliceResult
+	s      *Server
+	hc     *fasthttp.HostClient
+	cnt    *counter // JimBus's in-process subscriber; nil for fastsonic
+	sent   int64    // events posted to it so far
+	total  sliceResult
+	client context.Context // the pprof labels of its client goroutines
 }
 
-func startPairServer(b *testing.B, name string) *pairServer {
-	p := &pairServer{s: startServer(b, name), hc: newClient("", concurrency())}
-	p.hc.Addr = p.s.HTTPAddr
-	b.Cleanup(p.hc.CloseIdleConnections)
-	if p.s.Subscribe != nil {
-		ctx, cancel := context.WithCancel(context.Background())
-		cnt, done, err := subscribeInProcess(ctx, p.s)
-		if err != nil {
-			cancel()
-			b.Fatal(err)
+// startPairServer starts the server name and its in-process subscriber
+// under the pprof label srv=name, which their goroutines inherit; its
+// clients are labelled srv=name-client. A CPU profile of BenchmarkPaired
+// then splits by server: go tool pprof -tags, or -tagfocus srv=jimbus.
+func startPairServer(b *testing.B, name string) (p *pairServer) {
+	pprof.Do(context.Background(), pprof.Labels("srv", name), func(context.Context) {
+		p = &pairServer{s: startServer(b, name), hc: newClient("", concurrency())}
+		p.client = pprof.WithLabels(context.Background(), pprof.Labels("srv", name+"-client"))
+		p.hc.Addr = p.s.HTTPAddr
+		b.Cleanup(p.hc.CloseIdleConnections)
+		if p.s.Subscribe != nil {
+			ctx, cancel := context.WithCancel(context.Background())
+			cnt, done, err := subscribeInProcess(ctx, p.s)
+			if err != nil {
+				cancel()
+				b.Fatal(err)
+			}
+			p.cnt = cnt
+			b.Cleanup(func() { cancel(); <-done })
 		}
-		p.cnt = cnt
-		b.Cleanup(func() { cancel(); <-done })
-	}
+	})
 	return p
 }
 
@@ -120,6 +129,7 @@ func (p *pairServer) slice(b *testing.B, path string, body []byte, offs []int, p
 	for range concurrency() {
 		wg.Add(1)
 		go func() {
+			pprof.SetGoroutineLabels(p.client)
 			defer wg.Done()
 			req := newRequest(p.s.HTTPAddr, path, body)
 			resp := fasthttp.AcquireResponse()
