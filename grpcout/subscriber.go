@@ -271,10 +271,10 @@ func (s *subscriber) serve(st stream) (err error) {
 	ctx := st.Context()
 	ms, isMsg := st.(msgStream)
 	s.wire = isMsg && grpc.ServerTransportStreamFromContext(ctx) != nil
-	// The writer parks on notify alone: a select over the five channels
-	// that can end a park locked and queued on all five at every park,
-	// about once a delivery under load. Whatever else should end the park
-	// sets its flag and pokes (the context's by AfterFunc).
+	// The writer parks on notify alone, not in a select over every channel
+	// that can end a park (which would lock and queue on each of them at
+	// every park, about once a delivery under load): whatever else should
+	// end a park sets its flag and pokes, the stream's context by AfterFunc.
 	stop := context.AfterFunc(ctx, func() {
 		s.ctxDone.Store(true)
 		s.poke()
