@@ -27,11 +27,10 @@ const dedupWays = 4
 // Each bucket is its own lock: bit 0 of its first entry's time word (times
 // are kept shifted left by one). A check-and-mark takes the lock of the
 // key's bucket, the cache line it has to read anyway, and no lock is shared
-// by two buckets. The table had shards with a mutex each before: a 50-event
-// batch took most of them (sorting its keys by shard first), and each mutex
-// taken was a cache line moved from the other core (BenchmarkDedupBatch on 2
-// cores, 4 runs alternated: 5-18% more time a batch than now; on 1 core
-// alike).
+// by two buckets: a lock over many buckets would be a second cache line for
+// each key, moved from whichever core took it last (a mutex per shard of the
+// table cost a 50-event batch 5-18% more time in BenchmarkDedupBatch on 2
+// cores).
 type dedup struct {
 	window int64  // ns
 	mask   uint64 // buckets - 1
