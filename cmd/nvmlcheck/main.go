@@ -36,6 +36,7 @@ func run(args []string, stdout, stderr io.Writer, lib nvml.Interface) int {
 	slices := fs.Int("slices", 2, "--gpu-slices for the check (2 lets both grants share one GPU)")
 	mb := fs.Int("mb", 1024, "MB each of the two GPU requests asks for")
 	poll := fs.Duration("poll", 250*time.Millisecond, "NVML poll interval")
+	pid := fs.Int("pid", os.Getpid(), "pid the requests name (metadata pid): name a process that holds GPU memory to see its use claimed by the grants instead of counted as external")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -113,7 +114,7 @@ func run(args []string, stdout, stderr io.Writer, lib nvml.Interface) int {
 			Quantity:  int32(*mb),
 			Priority:  jimbotpb.Priority_PRIORITY_HIGH,
 			Duration:  durationpb.New(time.Minute),
-			Metadata:  map[string]string{"pid": strconv.Itoa(os.Getpid())},
+			Metadata:  map[string]string{"pid": strconv.Itoa(*pid)},
 		}
 		start := time.Now()
 		r, err := c.RequestResource(ctx, req)
@@ -127,6 +128,14 @@ func run(args []string, stdout, stderr io.Writer, lib nvml.Interface) int {
 		} else if i == 0 {
 			ok = false // the first must fit on an idle machine
 		}
+	}
+	st, err = c.GetResourceStatus(ctx, &jimbotpb.ResourceStatusRequest{Resource: jimbotpb.ResourceType_RESOURCE_TYPE_GPU})
+	if err != nil {
+		fmt.Fprintln(stderr, "nvml-check: FAIL:", err)
+		return 1
+	}
+	for _, d := range st.GetStatuses()[0].GetDevices() {
+		fmt.Fprintf(stdout, "  after the grants: gpu%d external %d MB, available %d MB\n", d.GetIndex(), d.GetExternalMb(), d.GetAvailableMb())
 	}
 	fmt.Fprintln(stdout)
 	if err := coord.PrintStatus(ctx, c, stdout); err != nil {

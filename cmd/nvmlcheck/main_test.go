@@ -40,6 +40,7 @@ func TestCheckWithMockGPU(t *testing.T) {
 		"gpu0 Mock GPU GPU-mock: total 24000 MB, used 700 MB (external 700 MB), utilization 12% (memory 3%), 1 process(es)",
 		"pid 4321 uses 600 MB",
 		"request 1024 MB -> REQUEST_STATUS_GRANTED",
+		"after the grants: gpu0 external 700 MB, available 21252 MB", // 24000-700-2x1024
 		"release -> success=true",
 		"after release: 0 MB allocated",
 		"nvml-check: OK",
@@ -47,6 +48,17 @@ func TestCheckWithMockGPU(t *testing.T) {
 		require.Contains(t, out.String(), want)
 	}
 	require.Len(t, lib.ShutdownCalls(), 1)
+}
+
+// A grant that names the GPU process's pid claims its memory: what the
+// process uses within the lease is no longer external.
+func TestCheckClaimsNamedProcess(t *testing.T) {
+	var out, errw bytes.Buffer
+	code := run([]string{"-poll", "10ms", "-pid", "4321", "-mb", "500"}, &out, &errw, mockLib(nvml.SUCCESS))
+	t.Log("\n" + out.String() + errw.String())
+	require.Equal(t, 0, code)
+	// 700 used, 600 of it pid 4321's, 2 x 500 claimed for it: 100 external.
+	require.Contains(t, out.String(), "after the grants: gpu0 external 100 MB, available 22900 MB")
 }
 
 func TestCheckFailsWithoutNVML(t *testing.T) {
