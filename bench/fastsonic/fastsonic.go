@@ -43,6 +43,12 @@ type Batch struct {
 	Events []Event `json:"events"`
 }
 
+// Decode decodes body into b, reusing b.Events; the strings alias body.
+func (b *Batch) Decode(body []byte) error {
+	b.Events = b.Events[:0]
+	return sonic.UnmarshalString(bytesString(body), b)
+}
+
 // Options configures a Server. The zero value works.
 type Options struct {
 	// Discard answers ok without decoding: the HTTP ceiling. Default
@@ -124,8 +130,7 @@ func (s *Server) decode(ctx *fasthttp.RequestCtx) {
 	switch string(ctx.Path()) {
 	case pathBatch:
 		b := s.pool.Get().(*Batch)
-		b.Events = b.Events[:0]
-		err = sonic.UnmarshalString(bytesString(body), b)
+		err = b.Decode(body)
 		s.pool.Put(b) // its strings alias fasthttp's body buffer: never read again
 	case pathEvent:
 		var ev Event
