@@ -15,7 +15,10 @@ import (
 	"github.com/jimbot/jimbus/internal/cputime"
 )
 
-var pairSlice = flag.Duration("pair-slice", 100*time.Millisecond, "BenchmarkPaired: how long each server runs in one slice")
+var (
+	pairSlice = flag.Duration("pair-slice", 100*time.Millisecond, "BenchmarkPaired: how long each server runs in one slice")
+	pairWith  = flag.String("pair-with", "jimbus", "BenchmarkPaired: the server measured against fastsonic (jimbus, or jimbus_json: a subscriber that wants the JSON view only, so no typed view is built)")
+)
 
 // BenchmarkPaired measures JimBus beside the bare fasthttp + sonic server
 // in alternating slices of -pair-slice each (J F, then F J, ...), one pair
@@ -27,7 +30,9 @@ var pairSlice = flag.Duration("pair-slice", 100*time.Millisecond, "BenchmarkPair
 // fastsonic) and of the events/s ratio, and the events/s and CPU an event of
 // each server over all slices. JimBus's in-process subscriber must have
 // every event of a slice before the next slice starts. Run it with e.g.
-// -benchtime 50x (50 pairs, ~10 s at the default slice).
+// -benchtime 50x (50 pairs, ~10 s at the default slice); -pair-with
+// jimbus_json measures JimBus without the typed view (its metrics keep the
+// "jimbus" names).
 func BenchmarkPaired(b *testing.B) {
 	batch, batchOffs := batchBody(b)
 	single, singleOffs := eventBody(b)
@@ -41,7 +46,7 @@ func BenchmarkPaired(b *testing.B) {
 		{"SingleEvent", pathEvent, single, singleOffs, 1},
 	} {
 		b.Run("body="+c.name, func(b *testing.B) {
-			j := startPairServer(b, "jimbus")
+			j := startPairServer(b, *pairWith)
 			f := startPairServer(b, "fastsonic")
 			// One slice each unmeasured: pools, the resend window's pages,
 			// the connections.
