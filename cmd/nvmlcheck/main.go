@@ -87,12 +87,19 @@ func run(args []string, stdout, stderr io.Writer, lib nvml.Interface) int {
 	}
 	fmt.Fprintf(stdout, "health: healthy=%v %v\n", h.GetHealthy(), h.GetMetadata())
 
-	st, err := c.GetResourceStatus(ctx, &jimbotpb.ResourceStatusRequest{Resource: jimbotpb.ResourceType_RESOURCE_TYPE_GPU})
+	// gpuStatus is the coordinator's GPU status, asked over gRPC.
+	gpuStatus := func() (*jimbotpb.ResourceStatus, error) {
+		st, err := c.GetResourceStatus(ctx, &jimbotpb.ResourceStatusRequest{Resource: jimbotpb.ResourceType_RESOURCE_TYPE_GPU})
+		if err != nil {
+			return nil, err
+		}
+		return st.GetStatuses()[0], nil
+	}
+	gpu, err := gpuStatus()
 	if err != nil {
 		fmt.Fprintln(stderr, "nvml-check: FAIL:", err)
 		return 1
 	}
-	gpu := st.GetStatuses()[0]
 	fmt.Fprintf(stdout, "\nsnapshot (%s, %s old):\n", gpu.GetSource(), gpu.GetSnapshotAge().AsDuration().Round(time.Millisecond))
 	for _, d := range gpu.GetDevices() {
 		fmt.Fprintf(stdout, "  gpu%d %s %s: total %d MB, used %d MB (external %d MB), utilization %d%% (memory %d%%), %d process(es)\n",
@@ -129,12 +136,11 @@ func run(args []string, stdout, stderr io.Writer, lib nvml.Interface) int {
 			ok = false // the first must fit on an idle machine
 		}
 	}
-	st, err = c.GetResourceStatus(ctx, &jimbotpb.ResourceStatusRequest{Resource: jimbotpb.ResourceType_RESOURCE_TYPE_GPU})
-	if err != nil {
+	if gpu, err = gpuStatus(); err != nil {
 		fmt.Fprintln(stderr, "nvml-check: FAIL:", err)
 		return 1
 	}
-	for _, d := range st.GetStatuses()[0].GetDevices() {
+	for _, d := range gpu.GetDevices() {
 		fmt.Fprintf(stdout, "  after the grants: gpu%d external %d MB, available %d MB\n", d.GetIndex(), d.GetExternalMb(), d.GetAvailableMb())
 	}
 	fmt.Fprintln(stdout)
@@ -153,12 +159,11 @@ func run(args []string, stdout, stderr io.Writer, lib nvml.Interface) int {
 		fmt.Fprintf(stdout, "  release -> success=%v in %s: %s\n", r.GetSuccess(), time.Since(start).Round(time.Microsecond), r.GetMessage())
 		ok = ok && r.GetSuccess()
 	}
-	st, err = c.GetResourceStatus(ctx, &jimbotpb.ResourceStatusRequest{Resource: jimbotpb.ResourceType_RESOURCE_TYPE_GPU})
-	if err != nil {
+	if gpu, err = gpuStatus(); err != nil {
 		fmt.Fprintln(stderr, "nvml-check: FAIL:", err)
 		return 1
 	}
-	left := st.GetStatuses()[0].GetAllocated()
+	left := gpu.GetAllocated()
 	fmt.Fprintf(stdout, "after release: %d MB allocated\n", left)
 	if !ok || left != 0 {
 		fmt.Fprintln(stderr, "nvml-check: FAIL: a decision was not as expected")
