@@ -196,16 +196,29 @@ func TestKeyOrderLearned(t *testing.T) {
 
 		// Cards with a container value (the straight line stops there,
 		// the general walk goes on) in the order learned: nothing changes.
+		// The pool may hand the second decode another state (under the
+		// race detector sync.Pool drops a quarter of what it is given),
+		// so the pair is decoded until one state takes both.
 		odd := hashOrdered(t, regexp.MustCompile(`"rank":("[^"]*")`).ReplaceAll(canonical, []byte(`"rank":{"v":$1}`)), salt)
-		r = d.Decode(KindBatch, body, 1)
-		learned := r.Batch.Owner.(*batchState).order[cardKeys.id]
-		r.Batch.Release()
-		d.ReleaseResult(r)
-		r = d.Decode(KindBatch, odd, 1)
-		require.Equal(t, 1, r.Accepted)
-		require.Equal(t, learned, r.Batch.Owner.(*batchState).order[cardKeys.id], "salt %d: a container value", salt)
-		r.Batch.Release()
-		d.ReleaseResult(r)
+		for try := 0; ; try++ {
+			require.Less(t, try, 100, "salt %d: never the same state for both decodes", salt)
+			r = d.Decode(KindBatch, body, 1)
+			st := r.Batch.Owner.(*batchState)
+			learned := st.order[cardKeys.id]
+			r.Batch.Release()
+			d.ReleaseResult(r)
+			r = d.Decode(KindBatch, odd, 1)
+			require.Equal(t, 1, r.Accepted)
+			same := r.Batch.Owner.(*batchState) == st
+			if same {
+				require.Equal(t, learned, st.order[cardKeys.id], "salt %d: a container value", salt)
+			}
+			r.Batch.Release()
+			d.ReleaseResult(r)
+			if same {
+				break
+			}
+		}
 	}
 }
 
