@@ -189,7 +189,7 @@ func TestKeyOrderLearned(t *testing.T) {
 		r.Batch.Release()
 		d.ReleaseResult(r)
 
-		r = d.Decode(KindBatch, canonical, 1) // the same state, from the pool
+		r = d.Decode(KindBatch, canonical, 1) // usually the same state, from the pool
 		require.True(t, predicted(r, cardOrder(canonical)), "salt %d: learned back", salt)
 		r.Batch.Release()
 		d.ReleaseResult(r)
