@@ -16,7 +16,7 @@ PROTO_FILES := $(wildcard proto/*.proto)
 VTPROTO_FILES := proto/balatro_events.proto
 export PATH := $(BIN):$(PATH)
 
-.PHONY: all build run test soak-ci vet fmt-check proto proto-check tools gotest nvml-check docker clean
+.PHONY: all build run test soak-ci nocgo-check vet fmt-check proto proto-check tools gotest nvml-check docker clean
 
 all: build
 
@@ -26,9 +26,10 @@ build:
 run:
 	$(GO) run ./cmd/jimbus serve
 
-## test: vet, formatting, proto freshness and compatibility, race tests,
-## a short run of every fuzzer and a short soak of the real binary.
-test: vet fmt-check proto-check gotest fuzz-ci soak-ci bench-ci
+## test: vet, formatting, proto freshness and compatibility, race tests, the
+## build without cgo, a short run of every fuzzer and a short soak of the real
+## binary.
+test: vet fmt-check proto-check gotest nocgo-check fuzz-ci soak-ci bench-ci
 
 include reliability.mk
 include bench.mk
@@ -46,6 +47,12 @@ fmt-check:
 
 gotest:
 	$(GO) test -race -count=1 -timeout 12m ./...
+
+## nocgo-check: the build without cgo (what the go command makes where it
+## finds no C compiler) vets clean, and its coordinator falls back from NVML.
+nocgo-check:
+	CGO_ENABLED=0 $(GO) vet ./...
+	CGO_ENABLED=0 $(GO) test -count=1 ./coord
 
 ## tools: protoc and the pinned code generators.
 tools: $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/protoc-gen-go-vtproto

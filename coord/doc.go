@@ -32,8 +32,9 @@
 // Each device runs at most Options.GPUSlices leases at once; with several
 // devices the best fit wins (a free slice and the least memory left over), and
 // the grant names the device (ResourceResponse.device). When NVML cannot be
-// initialised (no driver, no library) the coordinator logs it once and uses
-// the configured inventory; it never calls NVML again after a failed Init.
+// initialised (no driver, no library, a build without cgo) the coordinator
+// logs it once and uses the configured inventory; it never calls NVML again
+// after a failed Init.
 //
 // MEMORY (MB) and CPU (cores) are plain counters with configured capacities.
 // CLAUDE_API quantities are requests, drawn from a bucket of

@@ -6,6 +6,8 @@ import (
 	"time"
 )
 
+const mib = 1 << 20
+
 // gpuProc is a process NVML reports on a device.
 type gpuProc struct {
 	pid    uint32
@@ -185,4 +187,13 @@ func (p *gpuPool) apply(s *gpuSnapshot) bool {
 		}
 	}
 	return changed
+}
+
+// fallbackInventory is the configured GPU inventory.
+func fallbackInventory(o *Options) []gpuInfo {
+	infos := make([]gpuInfo, o.GPUDevices)
+	for i := range infos {
+		infos[i] = gpuInfo{index: i, name: "configured", totalMB: int64(o.GPUMemoryMB)}
+	}
+	return infos
 }

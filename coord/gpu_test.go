@@ -1,10 +1,14 @@
+//go:build cgo
+
 package coord
 
 import (
 	"bytes"
 	"context"
 	"log/slog"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -268,4 +272,88 @@ func TestStartStopLeaksNoGoroutine(t *testing.T) {
 	require.Equal(t, reads, g.memoryReads(), "no poll after Stop")
 	_, err = s.ReleaseResource(context.Background(), &jimbotpb.ReleaseRequest{Token: r.GetToken()})
 	require.ErrorContains(t, err, "not running")
+}
+
+// fakeGPU is one simulated device behind a go-nvml mock.
+type fakeGPU struct {
+	mu      sync.Mutex
+	name    string
+	uuid    string
+	totalMB uint64
+	usedMB  uint64
+	util    uint32
+	procs   []nvml.ProcessInfo
+	failMem bool
+	reads   int // GetMemoryInfo calls
+}
+
+func (g *fakeGPU) set(usedMB uint64, procs ...nvml.ProcessInfo) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.usedMB = usedMB
+	g.procs = procs
+}
+
+func (g *fakeGPU) memoryReads() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.reads
+}
+
+func (g *fakeGPU) setFail(fail bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.failMem = fail
+}
+
+func proc(pid uint32, mb uint64) nvml.ProcessInfo {
+	return nvml.ProcessInfo{Pid: pid, UsedGpuMemory: mb * mib}
+}
+
+func (g *fakeGPU) device() *mock.Device {
+	return &mock.Device{
+		GetNameFunc: func() (string, nvml.Return) { return g.name, nvml.SUCCESS },
+		GetUUIDFunc: func() (string, nvml.Return) { return g.uuid, nvml.SUCCESS },
+		GetMemoryInfoFunc: func() (nvml.Memory, nvml.Return) {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			g.reads++
+			if g.failMem {
+				return nvml.Memory{}, nvml.ERROR_GPU_IS_LOST
+			}
+			return nvml.Memory{Total: g.totalMB * mib, Used: g.usedMB * mib, Free: (g.totalMB - g.usedMB) * mib}, nvml.SUCCESS
+		},
+		GetUtilizationRatesFunc: func() (nvml.Utilization, nvml.Return) {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			return nvml.Utilization{Gpu: g.util, Memory: g.util / 2}, nvml.SUCCESS
+		},
+		GetComputeRunningProcessesFunc: func() ([]nvml.ProcessInfo, nvml.Return) {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			return slices.Clone(g.procs), nvml.SUCCESS
+		},
+		GetGraphicsRunningProcessesFunc: func() ([]nvml.ProcessInfo, nvml.Return) {
+			return nil, nvml.ERROR_NOT_SUPPORTED
+		},
+	}
+}
+
+// mockNVML returns a go-nvml mock that shows gpus.
+func mockNVML(gpus ...*fakeGPU) *mock.Interface {
+	devs := make([]nvml.Device, len(gpus))
+	for i, g := range gpus {
+		devs[i] = g.device()
+	}
+	return &mock.Interface{
+		InitFunc:           func() nvml.Return { return nvml.SUCCESS },
+		ShutdownFunc:       func() nvml.Return { return nvml.SUCCESS },
+		DeviceGetCountFunc: func() (int, nvml.Return) { return len(devs), nvml.SUCCESS },
+		DeviceGetHandleByIndexFunc: func(i int) (nvml.Device, nvml.Return) {
+			if i < 0 || i >= len(devs) {
+				return nil, nvml.ERROR_INVALID_ARGUMENT
+			}
+			return devs[i], nvml.SUCCESS
+		},
+	}
 }

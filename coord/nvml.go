@@ -1,3 +1,5 @@
+//go:build cgo
+
 package coord
 
 import (
@@ -10,7 +12,14 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 )
 
-const mib = 1 << 20
+// NVMLLibrary is the NVML library the coordinator reads the GPUs through:
+// go-nvml's interface, which its real library (loaded with dlopen, through
+// cgo) and its mock implement. A build without cgo has no NVML
+// (nvml_nocgo.go).
+type NVMLLibrary = nvml.Interface
+
+// defaultNVML is the real library; it loads libnvidia-ml.so.1 at Init.
+func defaultNVML() NVMLLibrary { return nvml.New() }
 
 // nvmlValueNotAvailable is what NVML reports for a process's memory when it
 // cannot tell (in containers, for example).
@@ -160,13 +169,4 @@ func (s *nvmlSource) close() {
 	if ret := s.lib.Shutdown(); ret != nvml.SUCCESS {
 		s.log.Warn("coord: nvml Shutdown failed", "error", returnName(ret))
 	}
-}
-
-// fallbackInventory is the configured GPU inventory.
-func fallbackInventory(o *Options) []gpuInfo {
-	infos := make([]gpuInfo, o.GPUDevices)
-	for i := range infos {
-		infos[i] = gpuInfo{index: i, name: "configured", totalMB: int64(o.GPUMemoryMB)}
-	}
-	return infos
 }

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -33,8 +32,9 @@ type Options struct {
 
 	// NVML is the NVML library that Start initialises. Default nil: the real
 	// library, nvml.New(), which loads libnvidia-ml.so.1 at Start. Tests pass
-	// a mock (github.com/NVIDIA/go-nvml/pkg/nvml/mock).
-	NVML nvml.Interface
+	// a mock (github.com/NVIDIA/go-nvml/pkg/nvml/mock). A build without cgo
+	// has no NVML: Start falls back (or fails with RequireNVML) and says so.
+	NVML NVMLLibrary
 
 	// DisableNVML skips NVML altogether and uses the fallback inventory.
 	// Default false.

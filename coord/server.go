@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	jimbotpb "github.com/jimbot/jimbus/proto"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -89,7 +88,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if !o.DisableNVML {
 		lib := o.NVML
 		if lib == nil {
-			lib = nvml.New()
+			lib = defaultNVML()
 		}
 		src, nvInfos, err := openNVML(lib, s.log)
 		switch {

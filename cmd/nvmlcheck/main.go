@@ -1,3 +1,5 @@
+//go:build cgo
+
 // Command nvmlcheck runs the resource coordinator against the real NVML
 // library and prints what it sees and decides: the device snapshot (name,
 // memory, utilization, processes), two GPU grants, the status table and the
