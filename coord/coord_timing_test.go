@@ -61,7 +61,10 @@ func benchOptions() Options {
 
 // BenchmarkRequestRelease is the in-process decision latency: one
 // RequestResource (granted at once) plus its ReleaseResource, by 8
-// concurrent callers. Target: p99 < 50 µs.
+// concurrent callers. Target: p99 < 50 µs, met on the 2-core machine class;
+// on a 16-core host the saturated lock's p99 passes 1 ms (sync.Mutex lets
+// newcomers overtake a woken waiter), while the gRPC handler's stays near
+// 0.1 ms (bench/RESULTS.md, "On the H100 host").
 func BenchmarkRequestRelease(b *testing.B) {
 	for _, c := range []struct {
 		name string
