@@ -1,5 +1,3 @@
-//go:build cgo
-
 // Command nvmlcheck runs the resource coordinator against the real NVML
 // library and prints what it sees and decides: the device snapshot (name,
 // memory, utilization, processes), two GPU grants, the status table and the
@@ -18,7 +16,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/jimbot/jimbus/coord"
 	jimbotpb "github.com/jimbot/jimbus/proto"
 	"google.golang.org/grpc"
@@ -32,7 +29,7 @@ func main() {
 
 // run is the check; lib is the NVML library, nil for the real one (tests
 // pass a mock).
-func run(args []string, stdout, stderr io.Writer, lib nvml.Interface) int {
+func run(args []string, stdout, stderr io.Writer, lib coord.NVMLLibrary) int {
 	fs := flag.NewFlagSet("nvmlcheck", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	slices := fs.Int("slices", 2, "--gpu-slices for the check (2 lets both grants share one GPU)")
