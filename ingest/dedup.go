@@ -93,6 +93,25 @@ func (b *dedupBucket) lock() int64 {
 // clear).
 func (b *dedupBucket) unlock(at0 int64) { atomic.StoreInt64(&b[0].at, at0) }
 
+// markedAt is when entry i was marked (0: free). The lock holder keeps the
+// first entry's time word in at0 (see lock) and passes it here and to setAt.
+func (b *dedupBucket) markedAt(i int, at0 int64) int64 {
+	if i == 0 {
+		return at0 >> 1
+	}
+	return b[i].at >> 1
+}
+
+// setAt sets entry i's time to t (0: free) and returns at0, updated when i
+// is the first entry.
+func (b *dedupBucket) setAt(i int, at0, t int64) int64 {
+	if i == 0 {
+		return t << 1
+	}
+	b[i].at = t << 1
+	return at0
+}
+
 // seen checks and marks key at now (monotonic ns): it reports whether key was
 // marked less than the window ago; if not, it marks key now.
 func (d *dedup) seen(key uint64, now int64) bool {
@@ -138,10 +157,7 @@ func (d *dedup) checkAndMark(key uint64, now int64) (dup bool, n, evicted int64)
 	at0 := b.lock()
 	victim, oldest := 0, int64(math.MaxInt64)
 	for i := range b {
-		at := at0 >> 1
-		if i > 0 {
-			at = b[i].at >> 1
-		}
+		at := b.markedAt(i, at0)
 		age := now - at
 		if b[i].key == key && age < d.window {
 			b.unlock(at0)
@@ -154,24 +170,14 @@ func (d *dedup) checkAndMark(key uint64, now int64) (dup bool, n, evicted int64)
 			victim, oldest = i, at
 		}
 	}
-	e := &b[victim]
-	at := at0 >> 1
-	if victim > 0 {
-		at = e.at >> 1
-	}
 	switch {
-	case e.key == 0:
+	case b[victim].key == 0:
 		n = 1
-	case now-at < d.window:
+	case now-b.markedAt(victim, at0) < d.window:
 		evicted = 1
 	}
-	e.key = key
-	if victim == 0 {
-		at0 = now << 1
-	} else {
-		e.at = now << 1
-	}
-	b.unlock(at0)
+	b[victim].key = key
+	b.unlock(b.setAt(victim, at0, now))
 	return false, n, evicted
 }
 
@@ -197,17 +203,9 @@ func (d *dedup) forget(key uint64, markedAt int64) {
 	at0 := b.lock()
 	var n int64
 	for i := range b {
-		at := at0
-		if i > 0 {
-			at = b[i].at
-		}
-		if b[i].key == key && at == markedAt<<1 {
+		if b[i].key == key && b.markedAt(i, at0) == markedAt {
 			b[i].key = 0
-			if i == 0 {
-				at0 = 0
-			} else {
-				b[i].at = 0
-			}
+			at0 = b.setAt(i, at0, 0)
 			n--
 		}
 	}
