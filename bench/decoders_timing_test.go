@@ -13,6 +13,9 @@ import (
 // paired ratio loses beyond their difference is the rest of the server.
 func BenchmarkDecoders(b *testing.B) {
 	body, _ := batchBody(b)
+	perEvent := func(b *testing.B) {
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(batchEvents*b.N), "ns/event")
+	}
 	for _, c := range []struct {
 		name string
 		opts decode.Options
@@ -29,7 +32,7 @@ func BenchmarkDecoders(b *testing.B) {
 				r.Batch.Release()
 				d.ReleaseResult(r)
 			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(batchEvents*b.N), "ns/event")
+			perEvent(b)
 		})
 	}
 	b.Run("decoder=fastsonic", func(b *testing.B) {
@@ -41,6 +44,6 @@ func BenchmarkDecoders(b *testing.B) {
 				b.Fatal(err, len(batch.Events))
 			}
 		}
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(batchEvents*b.N), "ns/event")
+		perEvent(b)
 	})
 }
