@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -109,6 +110,45 @@ func TestDigitRun(t *testing.T) {
 			require.Equal(t, len(s), end)
 			require.True(t, vi.isInt)
 			require.Equal(t, int64(v), vi.num, s)
+		}
+	}
+}
+
+// TestScanNumberV: scanNumberV ends and fails exactly where scanNumber does,
+// whatever follows the number and however near the end of the buffer it is
+// (its one-word path for short integers needs 8 bytes), and reads the value
+// of every integer token of at most 18 digits as strconv does.
+func TestScanNumberV(t *testing.T) {
+	toks := []string{"0", "00", "01", "05", "1", "7", "9", "10", "99", "123", "1234567", "12345678",
+		"123456789", "0.5", "7.", "7.25", "12e3", "12E3", "1e", "3e+2", "4E-1", "-", "-0", "-5",
+		"-12", "-0.5", "-07", "999999999999999999", "1000000000000000000"}
+	rng := rand.New(rand.NewPCG(7, 8))
+	for range 200 {
+		toks = append(toks, strconv.FormatUint(rng.Uint64()>>rng.IntN(64), 10))
+	}
+	for _, tok := range toks {
+		for c := range 256 {
+			for pad := range 9 {
+				b := append([]byte(tok), byte(c))
+				for range pad {
+					b = append(b, 'x')
+				}
+				wantEnd, wantErr := scanNumber(b, 0)
+				var v valueInfo
+				end, err := scanNumberV(b, 0, &v)
+				require.Equal(t, wantErr, err, "%q", b)
+				if wantErr.msg != "" {
+					continue
+				}
+				require.Equal(t, wantEnd, end, "%q", b)
+				n, perr := strconv.ParseInt(string(b[:end]), 10, 64)
+				isInt := perr == nil && len(strings.TrimPrefix(string(b[:end]), "-")) <= 18
+				require.Equal(t, isInt, v.isInt, "%q", b)
+				if isInt {
+					require.Equal(t, n, v.num, "%q", b)
+					require.Equal(t, float64(n), v.numF, "%q", b)
+				}
+			}
 		}
 	}
 }

@@ -298,6 +298,23 @@ func scanNumber(b []byte, i int) (int, synErr) {
 // digits (no fraction, no exponent) into v (isInt, num, numF), in the same
 // pass.
 func scanNumberV(b []byte, i int, v *valueInfo) (int, synErr) {
+	// Most of the mod's numbers are short non-negative integers (positions,
+	// costs, counts): one word read gives their end and their value.
+	if i+8 <= len(b) {
+		x := binary.LittleEndian.Uint64(b[i:])
+		if m := nonDigits(x); m != 0 {
+			l := bits.TrailingZeros64(m) >> 3 // digits before the first non-digit
+			if c := b[i+l]; l > 0 && (b[i] != '0' || l == 1) && c != '.' && c|0x20 != 'e' {
+				n := uint64(b[i] - '0')
+				if l > 1 { // the l digits after 8-l leading zeros
+					sh := uint(8-l) * 8
+					n = parse8(x<<sh | swarOnes*'0'>>(64-sh))
+				}
+				v.isInt, v.num, v.numF = true, int64(n), float64(n)
+				return i + l, synErr{}
+			}
+		}
+	}
 	j := i
 	neg := j < len(b) && b[j] == '-'
 	if neg {
