@@ -66,8 +66,11 @@ type parser struct {
 // its quotes), the value, and which key it is.
 type member struct {
 	ks, ke, vs, ve int
-	code           keyCode
-	plain          bool // a string value, ASCII without escapes
+	// f is a timestamp's value when fok (see scanNumberF).
+	f     float64
+	code  keyCode
+	plain bool // a string value, ASCII without escapes
+	fok   bool
 }
 
 type keyCode uint8
@@ -419,7 +422,11 @@ func (p *parser) eventMembers(i, idx, depth, base int) (int, synErr) {
 		case c == '{' && (m.code == kPayload || m.code == kData) && p.typedView:
 			m.ve, e = p.specTyped(m.vs, depth+1)
 		case c == '-' || isDigit(c):
-			m.ve, e = scanNumber(b, m.vs)
+			if m.code == kTimestamp {
+				m.ve, m.f, m.fok, e = scanNumberF(b, m.vs)
+			} else {
+				m.ve, e = scanNumber(b, m.vs)
+			}
 		default:
 			m.ve, e = skipValue(b, m.vs, depth+1, p.maxDepth)
 		}
@@ -622,6 +629,10 @@ func (p *parser) buildEvent(s, e, idx, depth int, ms []member, typeName, source,
 			}
 		case kTimestamp:
 			if c == 'n' {
+				break
+			}
+			if m.fok {
+				ev.ClientTimestamp = m.f
 				break
 			}
 			raw := b[m.vs:m.ve]

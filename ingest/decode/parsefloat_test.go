@@ -152,3 +152,38 @@ func TestScanNumberV(t *testing.T) {
 		}
 	}
 }
+
+// TestScanNumberF: scanNumberF ends and fails exactly where scanNumber does,
+// and a value it gives has strconv's bits; it gives one for the mod's
+// timestamps.
+func TestScanNumberF(t *testing.T) {
+	toks := []string{"0", "01", "-", "-0", "-0.0", "7.", "7.25", "0.5", "12e3", "1E-2", "3e+", "1.5e7",
+		"266945.45746667", "1751439182000", "1751439182000.5", "9007199254740993", "9007199254740992",
+		"12345678901234567890", "0.1234567890123456789", "0.00000000000000000000001", "-123.456"}
+	rng := rand.New(rand.NewPCG(9, 10))
+	for range 3000 {
+		f := rng.Float64() * math.Pow(10, float64(rng.IntN(30)-10))
+		toks = append(toks, strconv.FormatFloat(f, 'f', rng.IntN(12), 64), strconv.FormatFloat(-f, 'g', -1, 64))
+	}
+	for _, tok := range toks {
+		for _, after := range []byte{',', '}', ' ', '.', 'e', '5', 0} {
+			b := append([]byte(tok), after, 'x', 'x')
+			wantEnd, wantErr := scanNumber(b, 0)
+			end, f, ok, err := scanNumberF(b, 0)
+			require.Equal(t, wantErr, err, "%q", b)
+			if wantErr.msg != "" {
+				continue
+			}
+			require.Equal(t, wantEnd, end, "%q", b)
+			if ok {
+				want, perr := strconv.ParseFloat(string(b[:end]), 64)
+				require.NoError(t, perr)
+				require.Equal(t, math.Float64bits(want), math.Float64bits(f), "%q", b)
+			}
+		}
+	}
+	for _, ts := range []string{"266945.45746667", "1751439182000", "0.5"} {
+		_, _, ok, _ := scanNumberF([]byte(ts+","), 0)
+		require.True(t, ok, ts)
+	}
+}

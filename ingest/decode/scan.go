@@ -294,6 +294,62 @@ func scanNumber(b []byte, i int) (int, synErr) {
 	return j, synErr{}
 }
 
+// scanNumberF is scanNumber that also gives the number's float64 value where
+// parseFloatFast would (ok; then f has strconv's bits), in the same pass:
+// the envelope's timestamp, which every event of the mod carries (such as
+// 266945.45746667). A number with an exponent is only validated (ok false).
+func scanNumberF(b []byte, i int) (end int, f float64, ok bool, e synErr) {
+	j := i
+	neg := j < len(b) && b[j] == '-'
+	if neg {
+		j++
+	}
+	if j >= len(b) {
+		return 0, 0, false, synErr{j, msgBadNumber}
+	}
+	s := j
+	switch c := b[j]; {
+	case c == '0':
+		j++
+	case '1' <= c && c <= '9':
+		j = digitRun(b, j+1)
+	default:
+		return 0, 0, false, synErr{j, msgBadNumber}
+	}
+	ie, fs := j, j // the integer part b[s:ie], the fraction's digits b[fs:j]
+	if j < len(b) && b[j] == '.' {
+		j++
+		if j >= len(b) || !isDigit(b[j]) {
+			return 0, 0, false, synErr{j, msgBadNumber}
+		}
+		fs = j
+		j = digitRun(b, j+1)
+	}
+	if j < len(b) && (b[j] == 'e' || b[j] == 'E') {
+		end, e = scanNumber(b, i)
+		return end, 0, false, e
+	}
+	nf := j - fs
+	if ie-s+nf > 19 {
+		return j, 0, false, synErr{}
+	}
+	m := digitsValue(b[s:ie])
+	if nf > 0 {
+		m = m*pow10u[nf] + digitsValue(b[fs:j])
+	}
+	if m >= 1<<53 || nf > 22 {
+		return j, 0, false, synErr{}
+	}
+	f = float64(m)
+	if nf > 0 {
+		f /= pow10[nf]
+	}
+	if neg {
+		f = -f
+	}
+	return j, f, true, synErr{}
+}
+
 // scanNumberV is scanNumber that also reads an integer token of at most 18
 // digits (no fraction, no exponent) into v (isInt, num, numF), in the same
 // pass.
