@@ -28,6 +28,24 @@ func TestTypedViewPaths(t *testing.T) {
 		bodies = append(bodies, []byte(`{"events":[`+string(readTestdata(t, n))+`]}`))
 	}
 	bodies = append(bodies, jsonlBodies(t)...)
+	// Jokers and cards off the mod's usual shapes: values of other types,
+	// escapes, missing, extra and nested members, whitespace inside
+	// properties only; the straight-line walk gives up on each at a
+	// different member (the properties object: after some fields are set).
+	bodies = append(bodies, []byte(`{"events":[{"type":"JOKERS_CHANGED","source":"t","event_id":"j1","payload":{"jokers":[`+
+		`{"name":"Joker","id":0.5,"position":0,"properties":{"cost":2,"chips":null,"mult":4,"edition":"none","sell_value":1}},`+
+		`{"name":"Greedy\u0020Joker","id":"0.25","position":"1","properties":{"cost":"5","chips":0,"mult":[1],"edition":"holo","sell_value":2.5}},`+
+		`{"name":"Blueprint","id":0.7,"position":3,"properties":{"cost":10,"edition":"holographic","extra":{"a":1},"sell_value":5}},`+
+		`{"name":"Ride","properties":7,"id":1,"position":4},`+
+		`{"name":"Fib","id":2,"position":5,"properties":{}},`+
+		`{"name":"Odd","id":3,"position":6,"properties":{"cost":1e2,"mult":-3,"chips":12345678901,"edition":"n\u00e9e","sell_value":true}},`+
+		`{"name":"Spaced","id":4,"position":7,"properties": {"cost":3 ,"mult":1}},`+
+		`{"properties":{"cost":3},"name":"First","position":8,"id":5}],"old_count":5,"new_count":8}},`+
+		`{"type":"GAME_STATE","source":"t","event_id":"g1","payload":{"hand":[`+
+		`{"rank":"King","position":0,"enhancement":"none","suit":"Spades","id":0.9,"edition":"none","seal":"none"},`+
+		`{"rank":10,"position":"1","enhancement":null,"suit":"diamonds","id":"0.8","edition":{"x":1},"seal":"Red"},`+
+		`{"rank":"Ace","suit":"Hearts","position":2,"extra":[1,2],"id":0.7},`+
+		`{"rank":"Q\u0075een","position":3 ,"suit":"Clubs"}]}}]}`))
 	d := New(Options{})
 	view := func(ev *jimbotpb.Event) *jimbotpb.Event { return &jimbotpb.Event{Payload: ev.Payload} }
 	for _, body := range bodies {
