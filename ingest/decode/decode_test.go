@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -475,4 +477,51 @@ func TestKeyHint(t *testing.T) {
 	require.Len(t, hints, 1)
 	r.Batch.Release()
 	d.ReleaseResult(r)
+}
+
+// TestEnvelopeNumbers: the timestamp, valued in the scan that validates it
+// (scanNumberF), and the version come out as when parsed on their own, on
+// and off the fast path: quoted, with an exponent, too long for a float64's
+// mantissa, null, followed by whitespace; versions saturated, a text kept in
+// extra_json (the version left at 1).
+func TestEnvelopeNumbers(t *testing.T) {
+	d := New(Options{})
+	cases := []struct {
+		source, version, timestamp string
+		wantSource                 string
+		wantVersion                int32
+		wantTS                     float64
+		extra                      string
+	}{
+		{`"BalatroMCP"`, `1`, `266945.45746667`, "BalatroMCP", 1, 266945.45746667, ""},
+		{`"BalatroMCP"`, `2`, `1751439182000`, "BalatroMCP", 2, 1751439182000, ""},
+		{`"BalatroMCPx"`, `-4`, `-0.5`, "BalatroMCPx", -4, -0.5, ""},
+		{`"BalatroMC"`, `"3"`, `"7.25"`, "BalatroMC", 3, 7.25, ""},
+		{`"Balatro\u004dCP"`, `3.5`, `1e3`, "BalatroMCP", 3, 1000, ""},
+		{`"BalatroMCP"`, `12345678901234567890`, `12345678901234567890123`, "BalatroMCP", math.MaxInt32, 12345678901234567890123, ""},
+		{`"BalatroMCP"`, `"v1"`, `"soon"`, "BalatroMCP", 1, 0, `{"version":"v1","timestamp":"soon"}`},
+		{`"a source of more than twenty-four bytes"`, `99999999999999999`, `0.1234567890123456789`, "a source of more than twenty-four bytes", math.MaxInt32, 0.1234567890123456789, ""},
+		{`"a source of more than twenty-four bytes"`, `-99999999999999999`, `0`, "a source of more than twenty-four bytes", math.MinInt32, 0, ""},
+		{`"BalatroMCP"`, `null`, `null`, "BalatroMCP", 1, 0, ""},
+		{`"BalatroMCP" `, `1 `, `5 `, "BalatroMCP", 1, 5, ""},
+	}
+	var body []byte
+	body = append(body, `{"events":[`...)
+	for i, c := range cases {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = fmt.Appendf(body, `{"type":"HEARTBEAT","version":%s,"source":%s,"payload":{},"event_id":"e%d","timestamp":%s}`,
+			c.version, c.source, i, c.timestamp)
+	}
+	body = append(body, `]}`...)
+	r := decodeT(t, d, KindBatch, string(body))
+	require.Equal(t, len(cases), r.Accepted)
+	for i, c := range cases {
+		ev := r.Batch.Events[i]
+		require.Equal(t, c.wantSource, ev.Source, "event %d", i)
+		require.Equal(t, c.wantVersion, ev.Version, "event %d", i)
+		require.Equal(t, c.wantTS, ev.ClientTimestamp, "event %d", i)
+		require.Equal(t, c.extra, string(ev.ExtraJson), "event %d", i)
+	}
 }
