@@ -295,7 +295,8 @@ func scanNumber(b []byte, i int) (int, synErr) {
 }
 
 // scanNumberF is scanNumber that also gives the number's float64 value where
-// parseFloatFast would (ok; then f has strconv's bits), in the same pass:
+// parseFloatFast would (ok; then f has strconv's bits: both end in
+// exactFloat), in the same pass:
 // the envelope's timestamp, which every event of the mod carries (such as
 // 266945.45746667). A number with an exponent is only validated (ok false).
 func scanNumberF(b []byte, i int) (end int, f float64, ok bool, e synErr) {
@@ -337,17 +338,8 @@ func scanNumberF(b []byte, i int) (end int, f float64, ok bool, e synErr) {
 	if nf > 0 {
 		m = m*pow10u[nf] + digitsValue(b[fs:j])
 	}
-	if m >= 1<<53 || nf > 22 {
-		return j, 0, false, synErr{}
-	}
-	f = float64(m)
-	if nf > 0 {
-		f /= pow10[nf]
-	}
-	if neg {
-		f = -f
-	}
-	return j, f, true, synErr{}
+	f, ok = exactFloat(neg, m, -nf)
+	return j, f, ok, synErr{}
 }
 
 // scanNumberV is scanNumber that also reads an integer token of at most 18

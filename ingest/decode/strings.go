@@ -250,6 +250,13 @@ func parseFloatFast(b []byte) (float64, bool) {
 	if i != len(b) {
 		return 0, false
 	}
+	return exactFloat(neg, m, exp)
+}
+
+// exactFloat is ±m × 10^exp where one IEEE operation gives it exactly
+// (Clinger's fast path: m below 2^53 and exp within ±22, or m zero), with
+// strconv's bits; ok is false otherwise.
+func exactFloat(neg bool, m uint64, exp int) (float64, bool) {
 	f := float64(m)
 	switch {
 	case m == 0:
