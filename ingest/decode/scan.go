@@ -296,9 +296,9 @@ func scanNumber(b []byte, i int) (int, synErr) {
 
 // scanNumberF is scanNumber that also gives the number's float64 value where
 // parseFloatFast would (ok; then f has strconv's bits: both end in
-// exactFloat), in the same pass:
-// the envelope's timestamp, which every event of the mod carries (such as
-// 266945.45746667). A number with an exponent is only validated (ok false).
+// exactFloat), in the same pass. It reads the envelope's timestamp, which
+// every event of the mod carries (such as 266945.45746667). A number with
+// an exponent is only validated (ok false).
 func scanNumberF(b []byte, i int) (end int, f float64, ok bool, e synErr) {
 	j := i
 	neg := j < len(b) && b[j] == '-'
