@@ -214,6 +214,37 @@ func (b *Bus) streamConfig() natsjs.StreamConfig {
 	return cfg
 }
 
+// JetStream API error codes of a cluster that is still forming or electing
+// its leaders (nats-server's JSClusterNoPeersErrF, e.g. "no suitable peers
+// for placement, peer offline"; JSClusterNotAvailErr; JSClusterNotLeaderErr).
+// nats.go names none of them.
+const (
+	errCodeClusterNoPeers   natsjs.ErrorCode = 10005
+	errCodeClusterNotAvail  natsjs.ErrorCode = 10008
+	errCodeClusterNotLeader natsjs.ErrorCode = 10009
+)
+
+// clusterForming reports whether err is what a cluster answers for a while
+// as it forms or elects its leaders: no responders, a timeout, JetStream not
+// yet enabled, or a peer not yet known to the meta leader. Such a request is
+// worth another try shortly. A peer that stays away (more replicas than
+// servers) answers the same no-peers error, so whoever retries must bound
+// the tries.
+func clusterForming(err error) bool {
+	if errors.Is(err, natsjs.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, natsjs.ErrJetStreamNotEnabled) {
+		return true
+	}
+	var apiErr *natsjs.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case errCodeClusterNoPeers, errCodeClusterNotAvail, errCodeClusterNotLeader:
+			return true
+		}
+	}
+	return false
+}
+
 func (b *Bus) ensureStream(ctx context.Context) error {
 	cfg := b.streamConfig()
 	var err error
@@ -221,11 +252,7 @@ func (b *Bus) ensureStream(ctx context.Context) error {
 		cctx, cancel := context.WithTimeout(ctx, b.opts.AckTimeout)
 		_, err = b.js.CreateOrUpdateStream(cctx, cfg)
 		cancel()
-		// A cluster that is still electing its leaders answers "no
-		// responders" or times out for a while.
-		if err == nil || attempt >= 20 || ctx.Err() != nil ||
-			!(errors.Is(err, natsjs.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
-				errors.Is(err, context.DeadlineExceeded) || errors.Is(err, natsjs.ErrJetStreamNotEnabled)) {
+		if err == nil || attempt >= 20 || ctx.Err() != nil || !clusterForming(err) {
 			break
 		}
 		select {

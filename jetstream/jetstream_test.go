@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
@@ -43,6 +45,35 @@ func TestOptions(t *testing.T) {
 
 func TestRedactURLs(t *testing.T) {
 	require.Equal(t, "nats://redacted@h:4222,nats://h2:4222", redactURLs("nats://u:pw@h:4222, nats://h2:4222"))
+}
+
+// TestClusterForming: the answers of a cluster that is still forming are
+// retried at Start and are Unavailable (not InvalidArgument) to a
+// subscriber; the no-peers answer is the one a three-node cluster gave in
+// CI right after its meta leader was elected.
+func TestClusterForming(t *testing.T) {
+	api := func(code int, ec natsjs.ErrorCode, desc string) error {
+		return fmt.Errorf("create stream: %w", &natsjs.APIError{Code: code, ErrorCode: ec, Description: desc})
+	}
+	noPeers := api(400, 10005, "no suitable peers for placement, peer offline")
+	for _, err := range []error{
+		noPeers,
+		api(503, 10008, "JetStream system temporarily unavailable"),
+		api(500, 10009, "JetStream cluster can not handle request"),
+		fmt.Errorf("x: %w", nats.ErrNoResponders),
+		natsjs.ErrNoStreamResponse,
+		context.DeadlineExceeded,
+		natsjs.ErrJetStreamNotEnabled,
+	} {
+		require.True(t, clusterForming(err), "%v", err)
+	}
+	badRequest := api(400, 10003, "bad request")
+	for _, err := range []error{badRequest, api(400, 10058, "stream name already in use"), io.EOF} {
+		require.False(t, clusterForming(err), "%v", err)
+	}
+	require.Equal(t, codes.Unavailable, status.Code(consumerError(noPeers)))
+	require.Equal(t, codes.InvalidArgument, status.Code(consumerError(badRequest)))
+	require.Equal(t, codes.Unavailable, status.Code(consumerError(io.EOF)))
 }
 
 func TestConsumerName(t *testing.T) {

@@ -322,11 +322,14 @@ func sameFilters(cfg natsjs.ConsumerConfig, want []string) bool {
 	return slices.Equal(have, want)
 }
 
-// consumerError turns a failure to set a consumer up into a status.
+// consumerError turns a failure to set a consumer up into a status:
+// InvalidArgument for a request JetStream refused, Unavailable for anything
+// else, a cluster still forming among them (its no-peers answer is a 400
+// too, but a retry succeeds).
 func consumerError(err error) error {
 	code := codes.Unavailable
 	var apiErr *natsjs.APIError
-	if errors.As(err, &apiErr) && apiErr.Code == 400 {
+	if errors.As(err, &apiErr) && apiErr.Code == 400 && !clusterForming(err) {
 		code = codes.InvalidArgument
 	}
 	return status.Errorf(code, "jetstream: cannot set up the subscription's consumer: %v", err)
