@@ -48,8 +48,8 @@
 //     meet the same load, and the ratio varies much less from run to run.
 //     -pair-with jimbus_json pairs the JSON-view JimBus instead.
 //   - BenchmarkDecoders (decoders_timing_test.go): the paired benchmark's
-//     two decoders alone on its batch, no HTTP: JimBus's (with and without
-//     the typed view) and fastsonic's, in ns/event.
+//     two decoders alone on its two bodies, no HTTP: JimBus's (with and
+//     without the typed view) and fastsonic's, in ns/event.
 //
 // The decoder, routing, the ring and the fan-out without the network are
 // benchmarked in their own packages; RESULTS.md quotes them.

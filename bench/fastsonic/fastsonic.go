@@ -49,6 +49,12 @@ func (b *Batch) Decode(body []byte) error {
 	return sonic.UnmarshalString(bytesString(body), b)
 }
 
+// DecodeEvent decodes the body of POST /api/v1/events, one event, into ev;
+// the strings alias body.
+func DecodeEvent(body []byte, ev *Event) error {
+	return sonic.UnmarshalString(bytesString(body), ev)
+}
+
 // Options configures a Server. The zero value works.
 type Options struct {
 	// Discard answers ok without decoding: the HTTP ceiling. Default
@@ -134,7 +140,7 @@ func (s *Server) decode(ctx *fasthttp.RequestCtx) {
 		s.pool.Put(b) // its strings alias fasthttp's body buffer: never read again
 	case pathEvent:
 		var ev Event
-		err = sonic.UnmarshalString(bytesString(body), &ev)
+		err = DecodeEvent(body, &ev)
 	default:
 		answer(ctx, fasthttp.StatusNotFound, bodyNotFound)
 		return
