@@ -406,11 +406,12 @@ func (b *Bus) deliverAll(bt *route.Batch, touched []*subscriber) {
 		}
 		bt.Receivers = recv
 		if bt.TypedDeferred() {
-			// Decoded while nobody wanted the typed view; build it before
-			// any writer can read the events, if a receiver wants it.
+			// Decoded without the typed view (nobody wanted it then, or a
+			// small request: see decode.Options.DeferBelow). If a receiver
+			// wants it, the first writer to read the batch builds it.
 			for _, s := range touched {
 				if s.typed {
-					bt.FillTyped()
+					bt.FillOnRead()
 					break
 				}
 			}
@@ -536,8 +537,8 @@ func (b *Bus) kill(s *subscriber, reason string) {
 
 // WantsTypedView reports whether a connected subscriber wants the events'
 // typed view now: the decoder's decode.Options.TypedWanted. A batch decoded
-// without the view while this said false gets it from the dispatcher
-// (route.Batch.FillTyped) if it reaches a subscriber that wants it.
+// without the view gets it from the first writer that reads it
+// (route.Batch.FillOnRead) if it reaches a subscriber that wants it.
 func (b *Bus) WantsTypedView() bool { return b.typedSubs.Load() > 0 }
 
 // subscribe registers a subscriber for the topics in set. maxBatch is the

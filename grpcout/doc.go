@@ -72,10 +72,16 @@
 // Options.NoTypedView). WantsTypedView reports whether a routed subscriber
 // wants it; the decoder asks once per request (decode.Options.TypedWanted)
 // and, while none does, leaves the view out and marks the batch
-// (route.Batch.DeferTyped). A subscriber that wants the view is counted
+// (route.Batch.DeferTyped). It leaves it out of small requests anyway
+// (decode.Options.DeferBelow). A subscriber that wants the view is counted
 // before it is routed, so a batch it can receive was either decoded with the
-// view or is marked, and the dispatcher builds the marked views
-// (route.Batch.FillTyped) before queueing the batch to it. The writer of a
+// view or is marked. When the dispatcher queues a marked batch to a
+// subscriber that wants the view, it hands the building to the writers
+// (route.Batch.FillOnRead): the first writer to pop the batch builds the
+// views, the others wait for it (route.Batch.EnsureTyped). A writer that
+// packs many single-event deliveries into one message builds their views
+// one after the other, its code warm, and the requests are answered without
+// waiting for them. The writer of a
 // PAYLOAD_VIEW_JSON subscriber sends reused copies of the events' envelopes
 // without the view, since other writers read the shared events.
 //

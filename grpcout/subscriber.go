@@ -171,6 +171,9 @@ func (s *subscriber) pack() int {
 			popped = true
 			s.cur, s.curIdx = bt, 0
 			s.small = len(bt.Events) < coalesceBelow
+			// The typed views left to the writers (route.Batch.FillOnRead):
+			// built here by the first, before anyone reads the events.
+			bt.EnsureTyped()
 		}
 		evs, tops := bt.Events, bt.Topics
 		var enc *route.Encoded

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -93,8 +94,8 @@ func TestPayloadViewRefused(t *testing.T) {
 }
 
 // TestDeferredViewFilledForTypedSubscriber: a batch decoded while nobody
-// wanted the typed view (route.Batch.DeferTyped) is filled by the dispatcher
-// before it reaches a subscriber that wants the view, and only then.
+// wanted the typed view (route.Batch.DeferTyped) is filled, once, when it
+// reaches a subscriber that wants the view, and only then.
 func TestDeferredViewFilledForTypedSubscriber(t *testing.T) {
 	e := newEnv(t, Options{}, nil, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -102,11 +103,11 @@ func TestDeferredViewFilledForTypedSubscriber(t *testing.T) {
 	js := subscribe(t, ctx, e.client, &jimbotpb.SubscribeRequest{PayloadView: jimbotpb.PayloadView_PAYLOAD_VIEW_JSON})
 
 	f := newBatches()
-	fills := 0
+	var fills atomic.Int32
 	deferred := func(id string) *route.Batch {
 		bt := f.make(newEvent(jimbotpb.EventType_EVENT_TYPE_HEARTBEAT, "", id))
 		bt.DeferTyped(func(b *route.Batch) {
-			fills++ // the dispatcher only: no race
+			fills.Add(1) // by a writer
 			for _, ev := range b.Events {
 				ev.Payload = &jimbotpb.Event_Heartbeat{Heartbeat: &jimbotpb.HeartbeatEvent{Uptime: 1}}
 			}
@@ -127,7 +128,73 @@ func TestDeferredViewFilledForTypedSubscriber(t *testing.T) {
 	require.NoError(t, got.err)
 	require.Nil(t, got.events[0].Payload, "still JSON for the JSON subscriber")
 	f.requireFreedOnce(t)
-	require.Equal(t, 1, fills)
+	require.Equal(t, int32(1), fills.Load())
+}
+
+// TestDeferredViewsBuiltByWriters: the real bodies decoded without their
+// typed views, as small requests are (decode.Options.DeferBelow), reach
+// typed and JSON subscribers, several of each so that they also share
+// encodings: the first writer to read a batch builds its views
+// (route.Batch.FillOnRead) while the others wait, and every subscriber
+// receives what it receives from the bodies decoded with their views. Run
+// with -race, it checks that no writer reads the events while one builds.
+func TestDeferredViewsBuiltByWriters(t *testing.T) {
+	e := newEnv(t, Options{}, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	typed := jimbotpb.PayloadView_PAYLOAD_VIEW_TYPED
+	jsonV := jimbotpb.PayloadView_PAYLOAD_VIEW_JSON
+	reqs := []*jimbotpb.SubscribeRequest{
+		{PayloadView: typed}, {PayloadView: typed, MaxBatchEvents: 3}, {},
+		{PayloadView: jsonV}, {PayloadView: jsonV, MaxBatchEvents: 2},
+	}
+	streams := make([]jimbotpb.EventBus_SubscribeClient, len(reqs))
+	for i, r := range reqs {
+		streams[i] = subscribe(t, ctx, e.client, r)
+	}
+
+	inline := decode.New(decode.Options{})
+	small := decode.New(decode.Options{TypedWanted: e.bus.WantsTypedView, DeferBelow: 1 << 30})
+	var want []*jimbotpb.Event
+	for range 3 {
+		for _, body := range realBodies(t) {
+			r := inline.Decode(body.kind, body.body, 1)
+			require.Empty(t, r.Fatal)
+			for _, ev := range r.Batch.Events {
+				want = append(want, ownEvent(t, ev))
+			}
+			r.Batch.Release()
+			inline.ReleaseResult(r)
+
+			r = small.Decode(body.kind, body.body, 1)
+			require.True(t, r.Batch.TypedDeferred())
+			publish(t, e.bus, 0, r.Batch)
+			small.ReleaseResult(r)
+		}
+	}
+	var views int
+	for _, w := range want {
+		if w.Payload != nil {
+			views++
+		}
+	}
+	require.Positive(t, views)
+	for i, st := range streams {
+		got := recvN(st, len(want))
+		require.NoError(t, got.err, "subscriber %d", i)
+		for k, w := range want {
+			w = proto.Clone(w).(*jimbotpb.Event)
+			if reqs[i].PayloadView == jsonV {
+				w.Payload = nil
+			}
+			ev := got.events[k]
+			w.BusSequence = ev.BusSequence
+			if strings.HasPrefix(w.EventId, "jb-") && strings.HasPrefix(ev.EventId, "jb-") {
+				w.EventId = ev.EventId // assigned, one per event decoded
+			}
+			require.True(t, proto.Equal(w, ev), "subscriber %d, event %d:\n%v\nwant\n%v", i, k, ev, w)
+		}
+	}
 }
 
 // TestCopyEnvelopeCopiesEveryField sets every field of an Event but the
@@ -223,15 +290,19 @@ func TestSharedEncodings(t *testing.T) {
 	require.Equal(t, float64(5*len(want)+narrow), shared, "events sent from shared encodings")
 }
 
-// realEvents decodes the real BalatroMCP bodies with their typed views and
-// returns each body's events, in memory of their own.
-func realEvents(t testing.TB) [][]*jimbotpb.Event {
+// realBody is a real BalatroMCP request body and the endpoint it goes to.
+type realBody struct {
+	kind decode.Kind
+	body []byte
+}
+
+// realBodies reads the real BalatroMCP request bodies.
+func realBodies(t testing.TB) []realBody {
 	t.Helper()
 	names, err := filepath.Glob(filepath.Join("..", "testdata", "balatromcp", "request_*.json"))
 	require.NoError(t, err)
 	require.NotEmpty(t, names)
-	d := decode.New(decode.Options{})
-	var out [][]*jimbotpb.Event
+	var out []realBody
 	for _, name := range names {
 		body, err := os.ReadFile(name)
 		require.NoError(t, err)
@@ -239,17 +310,33 @@ func realEvents(t testing.TB) [][]*jimbotpb.Event {
 		if filepath.Base(name) == "request_connection_test_body.json" {
 			kind = decode.KindEvent
 		}
-		r := d.Decode(kind, body, 1)
-		require.Empty(t, r.Fatal, name)
+		out = append(out, realBody{kind, body})
+	}
+	return out
+}
+
+// ownEvent copies ev through the wire into memory of its own: a Clone would
+// share the strings, which alias the decoder's pooled arena.
+func ownEvent(t testing.TB, ev *jimbotpb.Event) *jimbotpb.Event {
+	b, err := proto.Marshal(ev)
+	require.NoError(t, err)
+	own := new(jimbotpb.Event)
+	require.NoError(t, proto.Unmarshal(b, own))
+	return own
+}
+
+// realEvents decodes the real BalatroMCP bodies with their typed views and
+// returns each body's events, in memory of their own.
+func realEvents(t testing.TB) [][]*jimbotpb.Event {
+	t.Helper()
+	d := decode.New(decode.Options{})
+	var out [][]*jimbotpb.Event
+	for _, body := range realBodies(t) {
+		r := d.Decode(body.kind, body.body, 1)
+		require.Empty(t, r.Fatal)
 		var evs []*jimbotpb.Event
 		for _, ev := range r.Batch.Events {
-			// Through the wire: a Clone would share the strings, which
-			// alias the decoder's pooled arena.
-			b, err := proto.Marshal(ev)
-			require.NoError(t, err)
-			own := new(jimbotpb.Event)
-			require.NoError(t, proto.Unmarshal(b, own))
-			evs = append(evs, own)
+			evs = append(evs, ownEvent(t, ev))
 		}
 		r.Batch.Release()
 		d.ReleaseResult(r)

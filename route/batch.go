@@ -33,7 +33,11 @@ type Batch struct {
 	refs atomic.Int32
 	free func(*Batch)
 	// fill builds the typed views the creator skipped (DeferTyped).
-	fill func(*Batch)
+	// pending is set while the consumers are to build them (FillOnRead);
+	// fillMu is held by the one that does.
+	fill    func(*Batch)
+	pending atomic.Bool
+	fillMu  sync.Mutex
 	// budget, when set, was charged charged bytes (Charge) and extra more
 	// for the encodings made after publication, returned by the last
 	// Release.
@@ -63,6 +67,7 @@ func (b *Batch) Reset() {
 		b.enc[i].reset()
 	}
 	b.fill = nil
+	b.pending.Store(false)
 	b.Uncharge()
 	b.refs.Store(1)
 }
@@ -78,12 +83,43 @@ func (b *Batch) TypedDeferred() bool { return b.fill != nil }
 
 // FillTyped builds the typed views that DeferTyped left out; it does nothing
 // when there are none to build. It writes the events: only the goroutine that
-// owns b before anyone reads its events may call it (the fan-out's
-// dispatcher, before it queues b to a subscriber that wants the views).
+// owns b before anyone reads its events may call it (FillOnRead hands the
+// building to the consumers instead).
 func (b *Batch) FillTyped() {
 	if f := b.fill; f != nil {
 		b.fill = nil
 		f(b)
+	}
+}
+
+// FillOnRead hands the typed views that DeferTyped left out to b's
+// consumers: each calls EnsureTyped before it reads the events, and the
+// first to do so builds them. The owner calls it (the fan-out's dispatcher,
+// before it queues b to consumers of whom one wants the views) instead of
+// FillTyped. A consumer that packs many small batches one after the other
+// builds their views with its code warm, where each request's handler
+// would start cold; and the request is answered without waiting for them.
+// It does nothing when no view was deferred.
+func (b *Batch) FillOnRead() {
+	if b.fill != nil {
+		b.pending.Store(true)
+	}
+}
+
+// EnsureTyped returns once the views that FillOnRead handed to the
+// consumers are built, building them if no consumer has yet (the others
+// wait meanwhile). Every consumer of b calls it before it reads the events,
+// whether it wants the views or not, since the first to call it writes
+// them. Safe for concurrent use; without FillOnRead it does nothing.
+func (b *Batch) EnsureTyped() {
+	if !b.pending.Load() {
+		return
+	}
+	b.fillMu.Lock()
+	defer b.fillMu.Unlock()
+	if b.pending.Load() {
+		b.FillTyped()
+		b.pending.Store(false)
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -380,6 +382,59 @@ func TestBatchEncoded(t *testing.T) {
 	e = b.Encoded(1, func(*Batch, *Encoded) { panic("boom") })
 	require.ErrorContains(t, e.Err, "boom")
 	require.Same(t, e, b.Encoded(1, nil))
+}
+
+// TestBatchFillOnRead: the views that FillOnRead hands to the consumers
+// are built once, by the first consumer to call EnsureTyped, while the
+// others wait and then see them; without FillOnRead, EnsureTyped builds
+// nothing.
+func TestBatchFillOnRead(t *testing.T) {
+	var calls atomic.Int32
+	fill := func(b *Batch) {
+		if calls.Add(1) == 1 {
+			time.Sleep(10 * time.Millisecond) // the other consumers come meanwhile
+		}
+		for _, ev := range b.Events {
+			ev.Payload = &jimbotpb.Event_Heartbeat{Heartbeat: &jimbotpb.HeartbeatEvent{Version: ev.EventId}}
+		}
+	}
+	b := NewBatch(nil)
+	b.Add(&jimbotpb.Event{EventId: "a"}, TopicDeadletter)
+	b.Add(&jimbotpb.Event{EventId: "b"}, TopicDeadletter)
+	b.DeferTyped(fill)
+	b.EnsureTyped()
+	require.Zero(t, calls.Load(), "EnsureTyped before FillOnRead")
+	require.True(t, b.TypedDeferred())
+
+	b.FillOnRead()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.EnsureTyped()
+			for _, ev := range b.Events {
+				if ev.GetHeartbeat().GetVersion() != ev.EventId {
+					t.Errorf("event %s: view %v after EnsureTyped", ev.EventId, ev.Payload)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	require.Equal(t, int32(1), calls.Load())
+	require.False(t, b.TypedDeferred())
+	b.EnsureTyped()
+	require.Equal(t, int32(1), calls.Load())
+
+	// Reset forgets a hand-over that no consumer took up.
+	b.Reset()
+	b.DeferTyped(fill)
+	b.FillOnRead()
+	b.Reset()
+	require.False(t, b.pending.Load())
+	// FillOnRead without a deferred view hands nothing over.
+	b.FillOnRead()
+	require.False(t, b.pending.Load())
 }
 
 // TestUpper8: every byte value, in every position and beside every other

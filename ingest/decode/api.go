@@ -35,8 +35,24 @@ type Options struct {
 	// no, the view is left out and the batch is marked so that
 	// route.Batch.FillTyped builds it later, should a consumer that wants it
 	// receive the batch after all (one that subscribed while the request
-	// was decoded). Ignored with NoTypedView.
+	// was decoded). Setting it says that the consumer builds the views of a
+	// marked batch before reading them. Ignored with NoTypedView.
 	TypedWanted func() bool
+	// DeferBelow: while TypedWanted is set, a body shorter than this many
+	// bytes is decoded without the typed view whatever TypedWanted says,
+	// its batch marked as when it says no, and the fan-out's writers build
+	// the views (route.Batch.FillOnRead). A writer builds the views of the
+	// small requests it packs into one message one after the other, its code
+	// warm, where each request's handler starts cold after the socket's
+	// read; and the request is answered without waiting for them. But the
+	// handler still validates the payload, so the writer's walk is a second
+	// pass over it, which costs more the larger the payload: a larger
+	// body's views are built in the same pass that validates them. The
+	// default, 512, takes in the mod's heartbeats (a single one is ~220
+	// bytes, one in a batch ~410) and leaves out a JOKERS_CHANGED (~1 KB):
+	// see bench/RESULTS.md, where deferring saves a heartbeat's request
+	// ~1% of its CPU and costs a JOKERS_CHANGED's ~2.5%. Negative: never.
+	DeferBelow int
 	// KeyHint, when set, is called with each event's deduplication key
 	// (Result.Keys) as soon as the decoder has it, before it walks the
 	// event's payload, so that the caller can start fetching what the key
@@ -150,6 +166,9 @@ func New(opts Options) *Decoder {
 	if opts.MaxStringLen <= 0 {
 		opts.MaxStringLen = DefaultMaxStringLen
 	}
+	if opts.DeferBelow == 0 {
+		opts.DeferBelow = DefaultDeferBelow
+	}
 	return &Decoder{opts: opts}
 }
 
@@ -158,6 +177,7 @@ const (
 	DefaultMaxEvents    = 10000
 	DefaultMaxDepth     = 256
 	DefaultMaxStringLen = 4096
+	DefaultDeferBelow   = 512
 )
 
 // Decode decodes one request body. It copies what it keeps: body may be
@@ -199,7 +219,7 @@ func (d *Decoder) decode(kind Kind, st *batchState, receivedAt int64) *Result {
 		members:    st.members[:0],
 		envNext:    envOrder,
 	}
-	if p.typedView && d.opts.TypedWanted != nil && !d.opts.TypedWanted() {
+	if p.typedView && d.opts.TypedWanted != nil && (len(st.orig) < d.opts.DeferBelow || !d.opts.TypedWanted()) {
 		p.typedView, p.deferTyped = false, true
 		st.batch.DeferTyped(fillTyped)
 	}

@@ -104,7 +104,7 @@ func TestDeferredTypedView(t *testing.T) {
 // request to the next.
 func TestTypedWantedAskedPerRequest(t *testing.T) {
 	want := false
-	d := New(Options{TypedWanted: func() bool { return want }})
+	d := New(Options{TypedWanted: func() bool { return want }, DeferBelow: -1})
 	body := readTestdata(t, "event_HEARTBEAT.json")
 	for _, w := range []bool{false, true, false} {
 		want = w
@@ -114,6 +114,36 @@ func TestTypedWantedAskedPerRequest(t *testing.T) {
 		r.Batch.Release()
 		d.ReleaseResult(r)
 	}
+}
+
+// TestSmallBodiesDeferred: with TypedWanted set, a body shorter than
+// DeferBelow is decoded without the typed view even while a consumer wants
+// it (TypedWanted is not asked), and FillTyped then builds the views Decode
+// would have; a body as long as DeferBelow, or any with DeferBelow
+// negative, follows TypedWanted.
+func TestSmallBodiesDeferred(t *testing.T) {
+	hb := readTestdata(t, "event_HEARTBEAT.json")
+	require.Less(t, len(hb), DefaultDeferBelow)
+	asked := 0
+	wanted := func() bool { asked++; return true }
+	for _, tc := range []struct {
+		below    int
+		deferred bool
+	}{{0, true}, {len(hb) + 1, true}, {len(hb), false}, {-1, false}} {
+		asked = 0
+		d := New(Options{TypedWanted: wanted, DeferBelow: tc.below})
+		r := d.Decode(KindEvent, hb, 1)
+		require.Equal(t, tc.deferred, r.Batch.TypedDeferred(), "DeferBelow %d", tc.below)
+		require.Equal(t, !tc.deferred, r.Batch.Events[0].Payload != nil, "DeferBelow %d", tc.below)
+		require.Equal(t, !tc.deferred, asked == 1, "DeferBelow %d: TypedWanted asked %d times", tc.below, asked)
+		r.Batch.Release()
+		d.ReleaseResult(r)
+	}
+	inline := New(Options{})
+	r := inline.Decode(KindEvent, hb, 1)
+	defer func() { r.Batch.Release(); inline.ReleaseResult(r) }()
+	require.NotNil(t, r.Batch.Events[0].GetHeartbeat())
+	checkDeferredView(t, inline, hb, KindEvent, r.Batch)
 }
 
 // TestDecodeSwap: DecodeSwap gives Decode's result for every real body (and
