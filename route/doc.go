@@ -9,6 +9,8 @@
 //
 // A Batch is reference counted. Its creator owns one reference; Publisher
 // takes that reference over when Publish returns nil; whoever holds a
-// reference may read the events but never change them; the last Release hands
-// the batch back to its creator's free function for reuse.
+// reference may read the events but never change them (the typed views that
+// the owner handed to the consumers with FillOnRead excepted: the first
+// consumer's EnsureTyped writes them); the last Release hands the batch back
+// to its creator's free function for reuse.
 package route

@@ -30,7 +30,8 @@
 //     U+FFFD only where it lands in a proto string field, which must be
 //     valid UTF-8 for the subscribers' marshalling). It validates and
 //     extracts in one pass: member positions, never copies. The typed view
-//     is read in that same pass (see below).
+//     is read in that same pass (see below), but for a tiny body
+//     (Options.DeferBelow), whose views the fan-out's writers build.
 //  2. Only if that fails: the tolerant pre-pass (Prepass), which knows string
 //     state and rewrites BalatroMCP's bare nan/inf/-inf (and the glibc/MSVC
 //     spellings) outside strings to null and raw control bytes inside strings
