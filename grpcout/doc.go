@@ -79,9 +79,9 @@
 // subscriber that wants the view, it hands the building to the writers
 // (route.Batch.FillOnRead): the first writer to pop the batch builds the
 // views, the others wait for it (route.Batch.EnsureTyped). A writer that
-// packs many single-event deliveries into one message builds their views
-// one after the other, its code warm, and the requests are answered without
-// waiting for them. The writer of a
+// packs many single-event deliveries into one message walks their views one
+// after the other, and the requests are answered without waiting for them.
+// The writer of a
 // PAYLOAD_VIEW_JSON subscriber sends reused copies of the events' envelopes
 // without the view, since other writers read the shared events.
 //

@@ -148,10 +148,7 @@ func TestDeferredViewsBuiltByWriters(t *testing.T) {
 		{PayloadView: typed}, {PayloadView: typed, MaxBatchEvents: 3}, {},
 		{PayloadView: jsonV}, {PayloadView: jsonV, MaxBatchEvents: 2},
 	}
-	streams := make([]jimbotpb.EventBus_SubscribeClient, len(reqs))
-	for i, r := range reqs {
-		streams[i] = subscribe(t, ctx, e.client, r)
-	}
+	streams := subscribeAll(t, ctx, e.client, reqs)
 
 	inline := decode.New(decode.Options{})
 	small := decode.New(decode.Options{TypedWanted: e.bus.WantsTypedView, DeferBelow: 1 << 30})
@@ -183,16 +180,12 @@ func TestDeferredViewsBuiltByWriters(t *testing.T) {
 		got := recvN(st, len(want))
 		require.NoError(t, got.err, "subscriber %d", i)
 		for k, w := range want {
-			w = proto.Clone(w).(*jimbotpb.Event)
-			if reqs[i].PayloadView == jsonV {
-				w.Payload = nil
-			}
 			ev := got.events[k]
-			w.BusSequence = ev.BusSequence
 			if strings.HasPrefix(w.EventId, "jb-") && strings.HasPrefix(ev.EventId, "jb-") {
+				w = proto.Clone(w).(*jimbotpb.Event)
 				w.EventId = ev.EventId // assigned, one per event decoded
 			}
-			require.True(t, proto.Equal(w, ev), "subscriber %d, event %d:\n%v\nwant\n%v", i, k, ev, w)
+			requireReceived(t, reqs[i], ev, w, "subscriber %d, event %d", i, k)
 		}
 	}
 }
@@ -237,10 +230,7 @@ func TestSharedEncodings(t *testing.T) {
 		{PayloadView: jsonV}, {PayloadView: jsonV, MaxBatchEvents: 5},
 		{PayloadView: typed, TopicPattern: "game.hand.*"},
 	}
-	streams := make([]jimbotpb.EventBus_SubscribeClient, len(reqs))
-	for i, r := range reqs {
-		streams[i] = subscribe(t, ctx, e.client, r)
-	}
+	streams := subscribeAll(t, ctx, e.client, reqs)
 
 	// The real bodies, decoded with their typed views, 3 times over.
 	var want []*jimbotpb.Event
@@ -273,14 +263,8 @@ func TestSharedEncodings(t *testing.T) {
 			if reqs[i].TopicPattern != "" && !strings.HasPrefix(w.Topic, "game.hand.") {
 				continue
 			}
-			w = proto.Clone(w).(*jimbotpb.Event)
-			if reqs[i].PayloadView == jsonV {
-				w.Payload = nil
-			}
-			ev := got.events[k]
+			requireReceived(t, reqs[i], got.events[k], w, "subscriber %d, event %d", i, k)
 			k++
-			w.BusSequence = ev.BusSequence
-			require.True(t, proto.Equal(w, ev), "subscriber %d, event %d:\n%v\nwant\n%v", i, k-1, ev, w)
 		}
 	}
 	f.requireFreedOnce(t)
@@ -288,6 +272,30 @@ func TestSharedEncodings(t *testing.T) {
 	// the narrow typed one uses the typed encodings the others made.
 	shared := counterValue(t, e.reg, "jimbus_grpc_events_sent_shared_total")
 	require.Equal(t, float64(5*len(want)+narrow), shared, "events sent from shared encodings")
+}
+
+// subscribeAll subscribes once for each request.
+func subscribeAll(t testing.TB, ctx context.Context, client jimbotpb.EventBusClient, reqs []*jimbotpb.SubscribeRequest) []jimbotpb.EventBus_SubscribeClient {
+	t.Helper()
+	streams := make([]jimbotpb.EventBus_SubscribeClient, len(reqs))
+	for i, r := range reqs {
+		streams[i] = subscribe(t, ctx, client, r)
+	}
+	return streams
+}
+
+// requireReceived checks that a subscriber of req received want as got:
+// without its typed view for a JSON subscriber, bus_sequence aside.
+func requireReceived(t testing.TB, req *jimbotpb.SubscribeRequest, got, want *jimbotpb.Event, msg string, args ...any) {
+	t.Helper()
+	w := proto.Clone(want).(*jimbotpb.Event)
+	if req.PayloadView == jimbotpb.PayloadView_PAYLOAD_VIEW_JSON {
+		w.Payload = nil
+	}
+	w.BusSequence = got.BusSequence
+	if !proto.Equal(w, got) {
+		t.Fatalf(msg+":\n%v\nwant\n%v", append(args, got, w)...)
+	}
 }
 
 // realBody is a real BalatroMCP request body and the endpoint it goes to.

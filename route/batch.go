@@ -96,10 +96,10 @@ func (b *Batch) FillTyped() {
 // consumers: each calls EnsureTyped before it reads the events, and the
 // first to do so builds them. The owner calls it (the fan-out's dispatcher,
 // before it queues b to consumers of whom one wants the views) instead of
-// FillTyped. A consumer that packs many small batches one after the other
-// builds their views with its code warm, where each request's handler
-// would start cold; and the request is answered without waiting for them.
-// It does nothing when no view was deferred.
+// FillTyped, so that the creator need not wait for the views (ingest
+// answers the request meanwhile) and a consumer that takes many small
+// batches walks their views one after the other. It does nothing when no
+// view was deferred.
 func (b *Batch) FillOnRead() {
 	if b.fill != nil {
 		b.pending.Store(true)

@@ -41,17 +41,18 @@ type Options struct {
 	// DeferBelow: while TypedWanted is set, a body shorter than this many
 	// bytes is decoded without the typed view whatever TypedWanted says,
 	// its batch marked as when it says no, and the fan-out's writers build
-	// the views (route.Batch.FillOnRead). A writer builds the views of the
-	// small requests it packs into one message one after the other, its code
-	// warm, where each request's handler starts cold after the socket's
-	// read; and the request is answered without waiting for them. But the
-	// handler still validates the payload, so the writer's walk is a second
-	// pass over it, which costs more the larger the payload: a larger
+	// the views (route.Batch.FillOnRead): the request is answered without
+	// waiting for them, and a writer walks the views of the many small
+	// requests it packs into one message one after the other, instead of
+	// each request's handler walking its own after the socket's read. But
+	// the handler still validates the payload, so the writer's walk is a
+	// second pass over it, which costs more the larger the payload: a larger
 	// body's views are built in the same pass that validates them. The
 	// default, 512, takes in the mod's heartbeats (a single one is ~220
 	// bytes, one in a batch ~410) and leaves out a JOKERS_CHANGED (~1 KB):
-	// see bench/RESULTS.md, where deferring saves a heartbeat's request
-	// ~1% of its CPU and costs a JOKERS_CHANGED's ~2.5%. Negative: never.
+	// see bench/RESULTS.md, where deferring saves a single heartbeat ~1.5% of
+	// the CPU a request costs and costs a JOKERS_CHANGED ~2.5% (both answer
+	// ~6% more requests a second from 256 connections). Negative: never.
 	DeferBelow int
 	// KeyHint, when set, is called with each event's deduplication key
 	// (Result.Keys) as soon as the decoder has it, before it walks the
