@@ -20,13 +20,16 @@ import (
 // view, which every third event has). With wire set (gRPC streams), four
 // subscribers share each view's encodings: the encoding, once a batch, and
 // the parts do not allocate either once the batch's buffers have grown.
+// With deferred set, the batch comes without its typed views, which the
+// first writer builds (route.Batch.FillOnRead, EnsureTyped).
 func TestAllocs(t *testing.T) {
 	for _, tc := range []struct {
-		nsubs int
-		wire  bool
-	}{{1, false}, {2, false}, {4, false}, {4, true}} {
+		nsubs    int
+		wire     bool
+		deferred bool
+	}{{1, false, false}, {2, false, false}, {4, false, false}, {4, true, false}, {2, false, true}, {4, true, true}} {
 		nsubs := tc.nsubs
-		t.Run(fmt.Sprintf("subscribers=%d/wire=%v", nsubs, tc.wire), func(t *testing.T) {
+		t.Run(fmt.Sprintf("subscribers=%d/wire=%v/deferred=%v", nsubs, tc.wire, tc.deferred), func(t *testing.T) {
 			b, err := New(Options{Logger: discard})
 			require.NoError(t, err)
 			set, err := route.Compile(">")
@@ -50,11 +53,25 @@ func TestAllocs(t *testing.T) {
 				}
 				bt.Add(ev, id)
 			}
+			// fill sets the views again (the test's own, made once).
+			views := make([]jimbotpb.Event_Heartbeat, len(bt.Events))
+			hbs := make([]jimbotpb.HeartbeatEvent, len(bt.Events))
+			fill := func(b *route.Batch) {
+				for i, ev := range b.Events {
+					if ev.Type == jimbotpb.EventType_EVENT_TYPE_HEARTBEAT {
+						views[i].Heartbeat = &hbs[i]
+						ev.Payload = &views[i]
+					}
+				}
+			}
 			buf := make([]*route.Batch, 0, dispatchChunk)
 			// The test goroutine plays the dispatcher (the bus is not
 			// started) and each writer in turn.
 			n := testing.AllocsPerRun(1000, func() {
 				bt.Retain(1) // the reference Publish hands over
+				if tc.deferred {
+					bt.DeferTyped(fill)
+				}
 				if err := b.Publish(7, bt); err != nil {
 					t.Fatal(err)
 				}
@@ -73,6 +90,7 @@ func TestAllocs(t *testing.T) {
 				}
 			})
 			require.Zero(t, n)
+			require.False(t, bt.TypedDeferred(), "a writer built the views")
 			for _, s := range subs {
 				s.leave(nil)
 			}
