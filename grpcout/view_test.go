@@ -152,9 +152,10 @@ func TestDeferredViewsBuiltByWriters(t *testing.T) {
 
 	inline := decode.New(decode.Options{})
 	small := decode.New(decode.Options{TypedWanted: e.bus.WantsTypedView, DeferBelow: 1 << 30})
+	bodies := realBodies(t)
 	var want []*jimbotpb.Event
 	for range 3 {
-		for _, body := range realBodies(t) {
+		for _, body := range bodies {
 			r := inline.Decode(body.kind, body.body, 1)
 			require.Empty(t, r.Fatal)
 			for _, ev := range r.Batch.Events {
