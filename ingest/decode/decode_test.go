@@ -504,6 +504,10 @@ func TestEnvelopeNumbers(t *testing.T) {
 		{`"a source of more than twenty-four bytes"`, `-99999999999999999`, `0`, "a source of more than twenty-four bytes", math.MinInt32, 0, ""},
 		{`"BalatroMCP"`, `null`, `null`, "BalatroMCP", 1, 0, ""},
 		{`"BalatroMCP" `, `1 `, `5 `, "BalatroMCP", 1, 5, ""},
+		{`"BalatroMCP"`, `0`, `1`, "BalatroMCP", 0, 1, ""},
+		{`"BalatroMCP"`, `12`, `1`, "BalatroMCP", 12, 1, ""},
+		{`"BalatroMCP"`, `99`, `1`, "BalatroMCP", 99, 1, ""},
+		{`"BalatroMCP"`, `100`, `1`, "BalatroMCP", 100, 1, ""},
 	}
 	var body []byte
 	body = append(body, `{"events":[`...)

@@ -72,7 +72,11 @@
 // predict each object's next key, compare it as one token ("key": in one to
 // three words), and walk the members that come as predicted (string or
 // number values, no whitespace) in a straight line; anything else takes the
-// general path, which gives the same result. The mod writes keys in Lua's
+// general path, which gives the same result. On that line an integer of one
+// or two digits before ',' or '}' (the mod's costs, counts, positions and
+// versions) is valued in the few compares that find its end (smallInt), and
+// a number kept as printed (a card's or joker's id) is validated, not
+// valued. The mod writes keys in Lua's
 // hash order, the same for every object of a kind within one game process
 // but different between processes, so the prediction is the order the
 // batch state last met (it starts from the reference captures' order): a

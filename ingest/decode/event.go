@@ -422,9 +422,16 @@ func (p *parser) eventMembers(i, idx, depth, base int) (int, synErr) {
 		case c == '{' && (m.code == kPayload || m.code == kData) && p.typedView:
 			m.ve, e = p.specTyped(m.vs, depth+1)
 		case c == '-' || isDigit(c):
-			if m.code == kTimestamp {
+			switch m.code {
+			case kTimestamp:
 				m.ve, m.f, m.fok, e = scanNumberF(b, m.vs)
-			} else {
+			case kVersion:
+				if ve, v, ok := smallInt(b, m.vs); ok {
+					m.ve, m.f, m.fok = ve, float64(v), true
+					break
+				}
+				m.ve, e = scanNumber(b, m.vs)
+			default:
 				m.ve, e = scanNumber(b, m.vs)
 			}
 		default:
@@ -646,6 +653,10 @@ func (p *parser) buildEvent(s, e, idx, depth int, ms []member, typeName, source,
 			}
 		case kVersion:
 			if c == 'n' {
+				break
+			}
+			if m.fok { // a small integer, valued in its scan
+				ev.Version = int32(m.f)
 				break
 			}
 			raw := b[m.vs:m.ve]

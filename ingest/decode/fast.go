@@ -59,7 +59,10 @@ func (p *parser) fastObject(s, depth int, ks *keySet, set func(k, vs, ve int, v 
 				it.v.plain = ascii && !esc
 			}
 		case c == '-' || isDigit(c):
-			if ve, e = scanNumberV(b, vs, &it.v); e.msg != "" {
+			if end, n, ok := smallInt(b, vs); ok {
+				ve = end
+				it.v.isInt, it.v.num, it.v.numF = true, n, float64(n)
+			} else if ve, e = scanNumberV(b, vs, &it.v); e.msg != "" {
 				return 0, it, fastError, e
 			}
 		case c == 't' || c == 'f' || c == 'n': // a literal, checked as skipValue does
@@ -188,7 +191,12 @@ func (p *parser) cardFast(c *jimbotpb.Card, s, depth int) (end int, it vIter, st
 				text = p.str(vs, ve)
 			}
 		case ch == '-' || isDigit(ch):
-			if ve, e = scanNumberV(b, vs, &it.v); e.msg != "" {
+			if k == cardID { // kept as printed: validated, not valued
+				ve, e = scanNumber(b, vs)
+			} else {
+				ve, e = scanNumberV(b, vs, &it.v)
+			}
+			if e.msg != "" {
 				return 0, it, fastError, e
 			}
 			text = bstr(b[vs:ve])
@@ -244,6 +252,10 @@ func (p *parser) fastScalar(vs int) (ve int, v valueInfo, ok bool) {
 		v.plain = ascii && !esc
 		return ve, v, e.msg == ""
 	case c == '-' || isDigit(c):
+		if ve, n, ok := smallInt(b, vs); ok {
+			v.isInt, v.num, v.numF = true, n, float64(n)
+			return ve, v, true
+		}
 		ve, e := scanNumberV(b, vs, &v)
 		return ve, v, e.msg == ""
 	}
@@ -295,6 +307,13 @@ func (p *parser) jokerFast(v *jokerView, s, depth int) (end int, ok bool) {
 				return 0, false
 			}
 			jk.Properties = pr
+		} else if c := b[vs]; k == jokerID && (c == '-' || isDigit(c)) {
+			// A number kept as printed: validated, not valued.
+			var e synErr
+			if ve, e = scanNumber(b, vs); e.msg != "" {
+				return 0, false
+			}
+			jk.Id = bstr(b[vs:ve])
 		} else {
 			var x valueInfo
 			if ve, x, ok = p.fastScalar(vs); !ok {
@@ -333,6 +352,26 @@ func (p *parser) jokerPropsFast(pr *jimbotpb.JokerProperties, s int) (end int, o
 			return 0, false
 		}
 		slot = k + 1
+		if k != jpEdition {
+			if ve, n, ok := smallInt(b, vs); ok {
+				f := float64(n)
+				switch k {
+				case jpCost:
+					pr.Cost = f
+				case jpChips:
+					pr.Chips = f
+				case jpMult:
+					pr.Mult = f
+				case jpSellValue:
+					pr.SellValue = f
+				}
+				if b[ve] == '}' {
+					return ve + 1, true
+				}
+				j = ve + 1
+				continue
+			}
+		}
 		ve, x, ok := p.fastScalar(vs)
 		if !ok {
 			return 0, false
@@ -361,4 +400,26 @@ func (p *parser) jokerPropsFast(pr *jimbotpb.JokerProperties, s int) (end int, o
 			return 0, false
 		}
 	}
+}
+
+// smallInt reads a non-negative integer of one or two digits at b[vs] that
+// a ',' or '}' follows (the mod's costs, counts and positions): its end and
+// value; ok is false for anything else, which the caller then scans.
+func smallInt(b []byte, vs int) (ve int, n int64, ok bool) {
+	if vs+2 >= len(b) {
+		return 0, 0, false
+	}
+	d0, c1 := b[vs]-'0', b[vs+1]
+	if d0 > 9 {
+		return 0, 0, false
+	}
+	if c1 == ',' || c1 == '}' {
+		return vs + 1, int64(d0), true
+	}
+	if d1 := c1 - '0'; d0 != 0 && d1 <= 9 {
+		if c2 := b[vs+2]; c2 == ',' || c2 == '}' {
+			return vs + 2, int64(d0)*10 + int64(d1), true
+		}
+	}
+	return 0, 0, false
 }

@@ -157,6 +157,45 @@ func TestScanNumberV(t *testing.T) {
 	}
 }
 
+// TestSmallInt: smallInt takes exactly the one- and two-digit integers
+// that scanNumber accepts and a ',' or '}' ends (no leading zero, sign,
+// fraction or exponent), with their value, and nothing near the buffer's
+// end; everything else is left to the scanners.
+func TestSmallInt(t *testing.T) {
+	toks := []string{"", "0", "00", "01", "05", "1", "7", "9", "10", "42", "99", "100", "123", "0.5", "7.",
+		"7.25", "1e2", "9E1", "-", "-0", "-5", "-12", "+1", " 1", "a", "\"u0031\""}
+	taken := 0
+	for _, tok := range toks {
+		for c := range 256 {
+			for pad := range 3 {
+				b := append([]byte(tok), byte(c))
+				for range pad {
+					b = append(b, 'x')
+				}
+				end, n, ok := smallInt(b, 0)
+				wantEnd, err := scanNumber(b, 0)
+				want := err.msg == "" && len(b) >= 3 && wantEnd <= 2 && b[0] != '-' &&
+					(b[wantEnd] == ',' || b[wantEnd] == '}')
+				if ok != want {
+					t.Fatalf("%q: ok %v, want %v", b, ok, want)
+				}
+				if !ok {
+					continue
+				}
+				taken++
+				wantN, perr := strconv.ParseInt(string(b[:wantEnd]), 10, 64)
+				if perr != nil || end != wantEnd || n != wantN {
+					t.Fatalf("%q: %d %d, want %d %d", b, end, n, wantEnd, wantN)
+				}
+			}
+		}
+	}
+	// 0 1 7 9 before ',' or '}' with 1-2 bytes after; 10 42 99 with 0-2.
+	if taken != 4*2*2+3*2*3 {
+		t.Fatalf("%d inputs taken, want %d", taken, 4*2*2+3*2*3)
+	}
+}
+
 // TestScanNumberF: scanNumberF ends and fails exactly where scanNumber does,
 // and a value it gives has strconv's bits; it gives one for the mod's
 // timestamps.

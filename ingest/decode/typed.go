@@ -1177,6 +1177,16 @@ func phaseOf(s string) jimbotpb.GamePhase {
 
 // rankOf maps "King", "K", "10", "Ace", "A" ... to the enum.
 func rankOf(s string) jimbotpb.Rank {
+	switch len(s) { // the number cards, as the mod writes them
+	case 1:
+		if d := s[0] - '0'; d >= 2 && d <= 9 {
+			return jimbotpb.Rank(d) // RANK_TWO..RANK_NINE are 2..9
+		}
+	case 2:
+		if s == "10" {
+			return jimbotpb.Rank_RANK_TEN
+		}
+	}
 	switch s { // the mod's spellings, without the case folding below
 	case "King":
 		return jimbotpb.Rank_RANK_KING

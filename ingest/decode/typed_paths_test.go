@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"hash/fnv"
 	"regexp"
 	"sort"
@@ -46,6 +47,19 @@ func TestTypedViewPaths(t *testing.T) {
 		`{"rank":10,"position":"1","enhancement":null,"suit":"diamonds","id":"0.8","edition":{"x":1},"seal":"Red"},`+
 		`{"rank":"Ace","suit":"Hearts","position":2,"extra":[1,2],"id":0.7},`+
 		`{"rank":"Q\u0075een","position":3 ,"suit":"Clubs"}]}}]}`))
+	// Numbers of every shape where the straight-line walks read small
+	// integers straight and ids as printed: one and two digits, three,
+	// zero, signs, fractions, exponents, at an object's end and not.
+	bodies = append(bodies, []byte(`{"events":[{"type":"JOKERS_CHANGED","version":12,"source":"t","event_id":"j2","payload":{"jokers":[`+
+		`{"name":"A","id":7,"position":10,"properties":{"cost":12,"chips":100,"mult":0,"edition":"none","sell_value":99}},`+
+		`{"name":"B","id":-0.25,"position":100,"properties":{"sell_value":5,"cost":-1,"chips":2.5,"mult":1e1,"edition":"foil"}},`+
+		`{"name":"C","id":1e-3,"position":0,"properties":{"cost":0,"mult":9,"sell_value":10}},`+
+		`{"name":"D","id":0,"position":7,"properties":{"edition":"none","cost":3}}]}},`+
+		`{"type":"GAME_STATE","version":100,"source":"t","event_id":"g2","payload":{"hand":[`+
+		`{"rank":"2","position":12,"enhancement":"none","suit":"Spades","id":3,"edition":"none","seal":"none"},`+
+		`{"rank":"10","position":100,"enhancement":"none","suit":"Hearts","id":-1,"edition":"none","seal":"none"},`+
+		`{"rank":"9","position":0,"enhancement":"none","suit":"Clubs","id":2E2,"edition":"none","seal":"none"},`+
+		`{"rank":"7","enhancement":"none","suit":"Diamonds","edition":"none","seal":"none","position":99,"id":0.5}]}}]}`))
 	d := New(Options{})
 	view := func(ev *jimbotpb.Event) *jimbotpb.Event { return &jimbotpb.Event{Payload: ev.Payload} }
 	for _, body := range bodies {
@@ -82,6 +96,42 @@ func TestTypedViewPaths(t *testing.T) {
 		}
 		want.Batch.Release()
 		d.ReleaseResult(want)
+	}
+}
+
+// TestFastPathBadNumbers: an invalid number where the straight-line walks
+// read small integers straight or ids without valuing them (a joker's
+// properties, position and id, a card's position and id, the envelope's
+// version) fails the event as it does anywhere else; the valid ones beside
+// them pass.
+func TestFastPathBadNumbers(t *testing.T) {
+	places := []string{
+		`{"type":"JOKERS_CHANGED","source":"t","event_id":"x","payload":{"jokers":[{"name":"J","id":0.5,"position":1,"properties":{"cost":%s,"mult":1}}]}}`,
+		`{"type":"JOKERS_CHANGED","source":"t","event_id":"x","payload":{"jokers":[{"name":"J","id":0.5,"position":1,"properties":{"mult":1,"sell_value":%s}}]}}`,
+		`{"type":"JOKERS_CHANGED","source":"t","event_id":"x","payload":{"jokers":[{"name":"J","id":0.5,"position":%s,"properties":{}}]}}`,
+		`{"type":"JOKERS_CHANGED","source":"t","event_id":"x","payload":{"jokers":[{"name":"J","id":%s,"position":1}]}}`,
+		`{"type":"GAME_STATE","source":"t","event_id":"x","payload":{"hand":[{"rank":"2","position":%s,"suit":"Spades","id":0.5}]}}`,
+		`{"type":"GAME_STATE","source":"t","event_id":"x","payload":{"hand":[{"rank":"2","suit":"Spades","id":%s,"seal":"none"}]}}`,
+		`{"type":"HEARTBEAT","version":%s,"source":"t","event_id":"x","payload":{}}`,
+	}
+	d := New(Options{})
+	for _, place := range places {
+		for _, tok := range []string{"05", "00", "-", "1.", "1e", "01.5", "--1", "1.e2", "+1", "0x1"} {
+			body := fmt.Sprintf(`{"events":[`+place+`]}`, tok)
+			r := d.Decode(KindBatch, []byte(body), 1)
+			require.Zero(t, r.Accepted, "%s", body)
+			if r.Batch != nil {
+				r.Batch.Release()
+			}
+			d.ReleaseResult(r)
+		}
+		for _, tok := range []string{"0", "7", "42", "100", "-3", "2.5", "1e2"} {
+			body := fmt.Sprintf(`{"events":[`+place+`]}`, tok)
+			r := d.Decode(KindBatch, []byte(body), 1)
+			require.Equal(t, 1, r.Accepted, "%s", body)
+			r.Batch.Release()
+			d.ReleaseResult(r)
+		}
 	}
 }
 

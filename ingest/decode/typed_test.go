@@ -307,7 +307,17 @@ func TestTypedEnums(t *testing.T) {
 	f("Ace", jimbotpb.Rank_RANK_ACE)
 	f("A", jimbotpb.Rank_RANK_ACE)
 	f("10", jimbotpb.Rank_RANK_TEN)
-	f("2", jimbotpb.Rank_RANK_TWO)
+	// The number cards, each digit by name (rankOf values them directly);
+	// the other short spellings take the general path.
+	for i, name := range []string{"TWO", "THREE", "FOUR", "FIVE", "SIX", "SEVEN", "EIGHT", "NINE"} {
+		f(string(rune('2'+i)), jimbotpb.Rank(jimbotpb.Rank_value["RANK_"+name]))
+	}
+	f("1", jimbotpb.Rank_RANK_ACE)
+	f("11", jimbotpb.Rank_RANK_JACK)
+	f("14", jimbotpb.Rank_RANK_ACE)
+	f("T", jimbotpb.Rank_RANK_TEN)
+	f("0", jimbotpb.Rank_RANK_UNSPECIFIED)
+	f(":", jimbotpb.Rank_RANK_UNSPECIFIED)
 	f("unknown", jimbotpb.Rank_RANK_UNSPECIFIED)
 	f("a very long rank name", jimbotpb.Rank_RANK_UNSPECIFIED)
 	require.Equal(t, jimbotpb.Suit_SUIT_SPADES, suitOf("Spades"))
