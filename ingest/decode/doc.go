@@ -76,12 +76,11 @@
 // or two digits before ',' or '}' (the mod's costs, counts, positions and
 // versions) is valued in the few compares that find its end (smallInt), and
 // a number kept as printed (a card's or joker's id) is validated, not
-// valued. The mod writes keys in Lua's
-// hash order, the same for every object of a kind within one game process
-// but different between processes, so the prediction is the order the
-// batch state last met (it starts from the reference captures' order): a
-// game whose order differs pays the general path for the first object of
-// each kind, not for all of them.
+// valued. The mod writes keys in Lua's hash order, the same for every object
+// of a kind within one game process but different between processes, so the
+// prediction is the order the batch state last met (it starts from the
+// reference captures' order): a game whose order differs pays the general
+// path for the first object of each kind, not for all of them.
 
 // # Allocation
 //

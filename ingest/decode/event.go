@@ -66,7 +66,8 @@ type parser struct {
 // its quotes), the value, and which key it is.
 type member struct {
 	ks, ke, vs, ve int
-	// f is a timestamp's value when fok (see scanNumberF).
+	// f is the value of a timestamp (see scanNumberF) or of a version of one
+	// or two digits (smallInt) when fok.
 	f     float64
 	code  keyCode
 	plain bool // a string value, ASCII without escapes
