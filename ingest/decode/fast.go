@@ -352,41 +352,30 @@ func (p *parser) jokerPropsFast(pr *jimbotpb.JokerProperties, s int) (end int, o
 			return 0, false
 		}
 		slot = k + 1
-		if k != jpEdition {
-			if ve, n, ok := smallInt(b, vs); ok {
-				f := float64(n)
-				switch k {
-				case jpCost:
-					pr.Cost = f
-				case jpChips:
-					pr.Chips = f
-				case jpMult:
-					pr.Mult = f
-				case jpSellValue:
-					pr.SellValue = f
-				}
-				if b[ve] == '}' {
-					return ve + 1, true
-				}
-				j = ve + 1
-				continue
+		var ve int
+		var f float64 // a number's value
+		if end, n, small := smallInt(b, vs); small && k != jpEdition {
+			ve, f = end, float64(n) // the mod's costs and counts: one or two digits
+		} else {
+			var x valueInfo
+			if ve, x, ok = p.fastScalar(vs); !ok {
+				return 0, false
 			}
-		}
-		ve, x, ok := p.fastScalar(vs)
-		if !ok {
-			return 0, false
+			if k == jpEdition {
+				pr.Edition = p.textv(x, vs, ve)
+			} else {
+				f = p.f64v(x, vs, ve)
+			}
 		}
 		switch k {
 		case jpCost:
-			pr.Cost = p.f64v(x, vs, ve)
+			pr.Cost = f
 		case jpChips:
-			pr.Chips = p.f64v(x, vs, ve)
+			pr.Chips = f
 		case jpMult:
-			pr.Mult = p.f64v(x, vs, ve)
-		case jpEdition:
-			pr.Edition = p.textv(x, vs, ve)
+			pr.Mult = f
 		case jpSellValue:
-			pr.SellValue = p.f64v(x, vs, ve)
+			pr.SellValue = f
 		}
 		if ve >= len(b) {
 			return 0, false
