@@ -126,32 +126,42 @@ func TestScanNumberV(t *testing.T) {
 	for range 200 {
 		toks = append(toks, strconv.FormatUint(rng.Uint64()>>rng.IntN(64), 10))
 	}
+	numberInputs(toks, 9, func(b []byte) {
+		// Plain comparisons: half a million cases, which require's
+		// reflection made take 4 s under -race.
+		wantEnd, wantErr := scanNumber(b, 0)
+		var v valueInfo
+		end, err := scanNumberV(b, 0, &v)
+		if err != wantErr {
+			t.Fatalf("%q: error %v, want %v", b, err, wantErr)
+		}
+		if wantErr.msg != "" {
+			return
+		}
+		if end != wantEnd {
+			t.Fatalf("%q: end %d, want %d", b, end, wantEnd)
+		}
+		n, perr := strconv.ParseInt(string(b[:end]), 10, 64)
+		isInt := perr == nil && len(strings.TrimPrefix(string(b[:end]), "-")) <= 18
+		if v.isInt != isInt || isInt && (v.num != n || v.numF != float64(n)) {
+			t.Fatalf("%q: value %+v, want integer %v %d", b, v, isInt, n)
+		}
+	})
+}
+
+// numberInputs calls f with each token of toks followed by every byte and
+// then 0 to maxPad-1 bytes 'x': a number's end, and the buffer's, at every
+// distance. b is reused: f must not keep it.
+func numberInputs(toks []string, maxPad int, f func(b []byte)) {
+	var b []byte
 	for _, tok := range toks {
 		for c := range 256 {
-			for pad := range 9 {
-				b := append([]byte(tok), byte(c))
+			for pad := range maxPad {
+				b = append(append(b[:0], tok...), byte(c))
 				for range pad {
 					b = append(b, 'x')
 				}
-				// Plain comparisons: half a million cases, which require's
-				// reflection made take 4 s under -race.
-				wantEnd, wantErr := scanNumber(b, 0)
-				var v valueInfo
-				end, err := scanNumberV(b, 0, &v)
-				if err != wantErr {
-					t.Fatalf("%q: error %v, want %v", b, err, wantErr)
-				}
-				if wantErr.msg != "" {
-					continue
-				}
-				if end != wantEnd {
-					t.Fatalf("%q: end %d, want %d", b, end, wantEnd)
-				}
-				n, perr := strconv.ParseInt(string(b[:end]), 10, 64)
-				isInt := perr == nil && len(strings.TrimPrefix(string(b[:end]), "-")) <= 18
-				if v.isInt != isInt || isInt && (v.num != n || v.numF != float64(n)) {
-					t.Fatalf("%q: value %+v, want integer %v %d", b, v, isInt, n)
-				}
+				f(b)
 			}
 		}
 	}
@@ -165,31 +175,23 @@ func TestSmallInt(t *testing.T) {
 	toks := []string{"", "0", "00", "01", "05", "1", "7", "9", "10", "42", "99", "100", "123", "0.5", "7.",
 		"7.25", "1e2", "9E1", "-", "-0", "-5", "-12", "+1", " 1", "a", "\"u0031\""}
 	taken := 0
-	for _, tok := range toks {
-		for c := range 256 {
-			for pad := range 3 {
-				b := append([]byte(tok), byte(c))
-				for range pad {
-					b = append(b, 'x')
-				}
-				end, n, ok := smallInt(b, 0)
-				wantEnd, err := scanNumber(b, 0)
-				want := err.msg == "" && len(b) >= 3 && wantEnd <= 2 && b[0] != '-' &&
-					(b[wantEnd] == ',' || b[wantEnd] == '}')
-				if ok != want {
-					t.Fatalf("%q: ok %v, want %v", b, ok, want)
-				}
-				if !ok {
-					continue
-				}
-				taken++
-				wantN, perr := strconv.ParseInt(string(b[:wantEnd]), 10, 64)
-				if perr != nil || end != wantEnd || n != wantN {
-					t.Fatalf("%q: %d %d, want %d %d", b, end, n, wantEnd, wantN)
-				}
-			}
+	numberInputs(toks, 3, func(b []byte) {
+		end, n, ok := smallInt(b, 0)
+		wantEnd, err := scanNumber(b, 0)
+		want := err.msg == "" && len(b) >= 3 && wantEnd <= 2 && b[0] != '-' &&
+			(b[wantEnd] == ',' || b[wantEnd] == '}')
+		if ok != want {
+			t.Fatalf("%q: ok %v, want %v", b, ok, want)
 		}
-	}
+		if !ok {
+			return
+		}
+		taken++
+		wantN, perr := strconv.ParseInt(string(b[:wantEnd]), 10, 64)
+		if perr != nil || end != wantEnd || n != wantN {
+			t.Fatalf("%q: %d %d, want %d %d", b, end, n, wantEnd, wantN)
+		}
+	})
 	// 0 1 7 9 before ',' or '}' with 1-2 bytes after; 10 42 99 with 0-2.
 	if taken != 4*2*2+3*2*3 {
 		t.Fatalf("%d inputs taken, want %d", taken, 4*2*2+3*2*3)
