@@ -149,14 +149,14 @@ func (p *parser) walkRest(s, depth int, ks *keySet, set func(k, vs, ve int, v va
 
 // cardFast is fastObject for a card, the object GAME_STATE has most of (65
 // in a state with its deck), with the fields set in line rather than
-// through a function value.
-func (p *parser) cardFast(c *jimbotpb.Card, s, depth int) (end int, it vIter, st fastState, e synErr) {
+// through a function value; ks is cardKeys (a hand) or deckCardKeys.
+func (p *parser) cardFast(c *jimbotpb.Card, s, depth int, ks *keySet) (end int, it vIter, st fastState, e synErr) {
 	if depth >= p.maxDepth {
 		return 0, it, fastFresh, synErr{}
 	}
 	b := p.buf
-	toks := cardKeys.toks
-	ord := &p.st.order[cardKeys.id]
+	toks := ks.toks
+	ord := &p.st.order[ks.id]
 	it = vIter{depth: depth + 1, pend: -1}
 	j := s + 1
 	for slot := 0; ; {
@@ -167,7 +167,7 @@ func (p *parser) cardFast(c *jimbotpb.Card, s, depth int) (end int, it vIter, st
 		k := int(ord[slot&maxSetKeys]) // the prediction (see skipped)
 		if k < len(toks) && toks[k].at(b, j) {
 			vs = j + toks[k].n
-		} else if k, vs = cardKeys.skipped(ord, k, b, j); k < 0 {
+		} else if k, vs = ks.skipped(ord, k, b, j); k < 0 {
 			return p.fastStop(&it, s, j, slot)
 		}
 		var ve int

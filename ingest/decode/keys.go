@@ -43,13 +43,30 @@ type keyOrder [maxSetKeys + 1]uint8
 // keyOrders is a batch state's keyOrder of every keySet.
 type keyOrders [maxKeySets]keyOrder
 
-// reset sets every order to its keySet's: slot s predicts key s.
-func (o *keyOrders) reset() {
+// reset sets every order to its keySet's first one (firstOrders).
+func (o *keyOrders) reset() { *o = firstOrders }
+
+// firstOrders is the order each keySet starts from: slot s predicts key s
+// (the reference captures' order), but for the keys a keySet made by
+// skipping leaves out.
+var firstOrders = func() (o keyOrders) {
 	for i := range o {
 		for s := range o[i] {
 			o[i][s] = uint8(s)
 		}
 	}
+	return o
+}()
+
+// skipping returns a keySet of the same keys, with the same indexes, whose
+// order is learned apart from ks's and starts without key k: the key before
+// k predicts the one after it. Two kinds of object with the same keys, one
+// of them without k, each keep their own prediction.
+func (ks *keySet) skipping(k int) keySet {
+	o := newKeySet()
+	o.toks = ks.toks
+	firstOrders[o.id][k] = uint8(k + 1)
+	return o
 }
 
 // The key at b[j] is predicted in one compare: k := ord[slot], then
@@ -127,6 +144,7 @@ func (s *keySet) lookup(key []byte) int {
 // The keys of each kind of object, and their indexes.
 var (
 	cardKeys      = newKeySet("rank", "position", "enhancement", "suit", "id", "edition", "seal")
+	deckCardKeys  = cardKeys.skipping(cardPosition) // a deck's cards have no position, a hand's have
 	jokerKeys     = newKeySet("name", "id", "position", "properties")
 	jokerPropKeys = newKeySet("cost", "chips", "mult", "edition", "sell_value")
 	consKeys      = newKeySet("name", "card_type", "id", "position", "properties")

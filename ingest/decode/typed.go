@@ -710,7 +710,7 @@ func (p *parser) gameState(v *gameStateView, s, depth int) (int, synErr) {
 			v.jokers, end, e = p.jokers(v.jokers[:0], vs, d)
 			m.Jokers = v.jokers
 		case gsHand:
-			v.hand, end, e = p.cards(v.hand[:0], vs, d)
+			v.hand, end, e = p.cards(v.hand[:0], vs, d, &cardKeys)
 			m.Hand = v.hand
 		case gsConsumables:
 			v.consumables, end, e = p.consumables(v.consumables[:0], vs, d)
@@ -843,12 +843,12 @@ func (p *parser) deck(v *gameStateView, s, depth int) (int, synErr) {
 			dk.RemainingCount = p.i32v(it.v, vs, ve)
 		case 1: // cards_remaining
 			if ve < 0 {
-				v.remaining, end, e = p.cards(v.remaining[:0], vs, it.depth)
+				v.remaining, end, e = p.cards(v.remaining[:0], vs, it.depth, &deckCardKeys)
 				dk.CardsRemaining = v.remaining
 			}
 		case 2: // full_deck
 			if ve < 0 {
-				v.fullDeck, end, e = p.cards(v.fullDeck[:0], vs, it.depth)
+				v.fullDeck, end, e = p.cards(v.fullDeck[:0], vs, it.depth, &deckCardKeys)
 				dk.FullDeck = v.fullDeck
 			}
 		}
@@ -882,7 +882,7 @@ func (p *parser) blind(bl *jimbotpb.Blind, s, depth int) (int, synErr) {
 
 // cards appends the cards of the list (or object, Q6/Q11) at buf[s] and
 // returns its end; elements that are not objects are skipped.
-func (p *parser) cards(dst []*jimbotpb.Card, s, depth int) ([]*jimbotpb.Card, int, synErr) {
+func (p *parser) cards(dst []*jimbotpb.Card, s, depth int, ks *keySet) ([]*jimbotpb.Card, int, synErr) {
 	el, e := p.open(s, depth)
 	for e.msg == "" {
 		_, _, es, ee, ok, e2 := p.next(&el)
@@ -898,7 +898,7 @@ func (p *parser) cards(dst []*jimbotpb.Card, s, depth int) ([]*jimbotpb.Card, in
 		// (cheaper than Reset's atomic store, for 60 cards a GAME_STATE).
 		*c = jimbotpb.Card{}
 		var end int
-		if end, e = p.card(c, es, el.depth); e.msg == "" {
+		if end, e = p.card(c, es, el.depth, ks); e.msg == "" {
 			e = p.close(&el, end)
 		}
 		dst = append(dst, c)
@@ -906,10 +906,11 @@ func (p *parser) cards(dst []*jimbotpb.Card, s, depth int) ([]*jimbotpb.Card, in
 	return dst, el.j, e
 }
 
-// card fills c from the object at buf[s] and returns its end.
-func (p *parser) card(c *jimbotpb.Card, s, depth int) (int, synErr) {
-	end, it, st, e := p.cardFast(c, s, depth)
-	return p.walkRest(s, depth, &cardKeys, func(k, vs, ve int, v valueInfo) {
+// card fills c from the object at buf[s] and returns its end; ks is
+// cardKeys or deckCardKeys (the same keys, learned apart).
+func (p *parser) card(c *jimbotpb.Card, s, depth int, ks *keySet) (int, synErr) {
+	end, it, st, e := p.cardFast(c, s, depth, ks)
+	return p.walkRest(s, depth, ks, func(k, vs, ve int, v valueInfo) {
 		switch k {
 		case cardID: // a float such as 0.99989895846132, kept as printed
 			c.Id = p.textv(v, vs, ve)

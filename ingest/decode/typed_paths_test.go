@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"regexp"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -288,6 +289,44 @@ func TestKeyOrderLearned(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestDeckOrderApart: a hand's cards carry a position and a deck's do not;
+// each list learns its own key order (cardKeys for the hand, deckCardKeys
+// for cards_remaining and full_deck). Here the hand comes in the captures'
+// order and the deck in another: after the GAME_STATE each order predicts
+// its own list's cards by their first guesses, and the deck's did not
+// overwrite the hand's.
+func TestDeckOrderApart(t *testing.T) {
+	hand := `{"rank":"King","position":0,"enhancement":"none","suit":"Spades","id":0.5,"edition":"none","seal":"none"}`
+	deck := `{"seal":"none","suit":"Hearts","rank":"6","edition":"none","id":0.25,"enhancement":"none"}`
+	body := []byte(`{"events":[{"type":"GAME_STATE","source":"t","event_id":"g","payload":{` +
+		`"hand":[` + hand + `,` + hand + `],"deck":{"remaining_count":3,"cards_remaining":[` + deck + `,` + deck + `,` + deck + `]}}}]}`)
+	d := New(Options{})
+	r := d.Decode(KindBatch, body, 1)
+	require.Equal(t, 1, r.Accepted)
+	defer func() { r.Batch.Release(); d.ReleaseResult(r) }()
+	gs := r.Batch.Events[0].GetGameState()
+	require.Len(t, gs.GetHand(), 2)
+	require.Len(t, gs.GetDeck().GetCardsRemaining(), 3)
+	st := r.Batch.Owner.(*batchState)
+	firstGuesses := func(ks *keySet, card string) bool {
+		ord := &st.order[ks.id]
+		slot := 0
+		for j := 0; j < len(card); j++ {
+			for k, tok := range ks.toks {
+				if strings.HasPrefix(card[j:], `"`+tok.key+`":`) {
+					if int(ord[slot]) != k {
+						return false
+					}
+					slot = k + 1
+				}
+			}
+		}
+		return true
+	}
+	require.True(t, firstGuesses(&cardKeys, hand), "hand")
+	require.True(t, firstGuesses(&deckCardKeys, deck), "deck")
 }
 
 // TestTypeGuess: when an event's "type" comes after its payload, the
