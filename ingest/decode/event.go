@@ -451,24 +451,6 @@ func (p *parser) eventMembers(i, idx, depth, base int) (int, synErr) {
 				p.at[m.code] = int16(n)
 			}
 		}
-		// longField has anything to find only if this is set.
-		if m.ke-m.ks-2 > p.maxString {
-			p.mayLong = true
-		}
-		switch m.code {
-		case kType, kSource, kSubtype, kEventID, kPriority:
-			l := m.ve - m.vs
-			if b[m.vs] == '"' {
-				l -= 2
-			}
-			if l > p.maxString {
-				p.mayLong = true
-			}
-		case kHeaders, kMetadata:
-			if b[m.vs] == '{' {
-				p.mayLong = true
-			}
-		}
 		j = m.ve
 		if j < len(b) && b[j] <= ' ' {
 			j = skipWS(b, j)
@@ -480,12 +462,44 @@ func (p *parser) eventMembers(i, idx, depth, base int) (int, synErr) {
 		case ',':
 			j = skipWS(b, j+1)
 		case '}':
+			// No string of an object shorter than maxString is longer.
+			if j+1-i > p.maxString {
+				p.mayLong = p.mayBeLong(p.members[base:])
+			}
 			p.build(i, j+1, idx, depth, p.members[base:])
 			return j + 1, synErr{}
 		default:
 			return 0, synErr{j, msgWantComma}
 		}
 	}
+}
+
+// mayBeLong reports whether longField may find a string over maxString in
+// the members ms: a key over it, a string value of the envelope over it, or
+// headers or metadata (longField looks inside them).
+func (p *parser) mayBeLong(ms []member) bool {
+	b := p.buf
+	for i := range ms {
+		m := &ms[i]
+		if m.ke-m.ks-2 > p.maxString {
+			return true
+		}
+		switch m.code {
+		case kType, kSource, kSubtype, kEventID, kPriority:
+			l := m.ve - m.vs
+			if b[m.vs] == '"' {
+				l -= 2
+			}
+			if l > p.maxString {
+				return true
+			}
+		case kHeaders, kMetadata:
+			if b[m.vs] == '{' {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // at1 returns buf[i], or 0 past the end.
