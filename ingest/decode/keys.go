@@ -123,12 +123,13 @@ func newKeySet(keys ...string) keySet {
 
 // at reports whether the token of t starts at b[j]; j+24 <= len(b).
 func (t *keyTok) at(b []byte, j int) bool {
-	x0 := binary.LittleEndian.Uint64(b[j:])
-	x1 := binary.LittleEndian.Uint64(b[j+8:])
+	w := (*[24]byte)(b[j:]) // one length check for the three words
+	x0 := binary.LittleEndian.Uint64(w[:])
+	x1 := binary.LittleEndian.Uint64(w[8:])
 	if x0&t.m[0] != t.w[0] || x1&t.m[1] != t.w[1] || t.n == 0 {
 		return false
 	}
-	return t.n <= 16 || binary.LittleEndian.Uint64(b[j+16:])&t.m[2] == t.w[2]
+	return t.n <= 16 || binary.LittleEndian.Uint64(w[16:])&t.m[2] == t.w[2]
 }
 
 // lookup returns the index of key (its decoded bytes), or -1.

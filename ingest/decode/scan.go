@@ -87,7 +87,7 @@ func scanString(b []byte, i int) (end int, esc bool, e synErr) {
 				}
 				break
 			}
-			x := binary.LittleEndian.Uint64(b[j:])
+			x := binary.LittleEndian.Uint64(b[j : j+8])
 			if m := strSpecial(x); m != 0 {
 				j += bits.TrailingZeros64(m) >> 3
 				break
@@ -139,7 +139,7 @@ func scanStringA(b []byte, i int) (end int, esc, ascii bool, e synErr) {
 				}
 				break
 			}
-			x := binary.LittleEndian.Uint64(b[j:])
+			x := binary.LittleEndian.Uint64(b[j : j+8])
 			if m := strSpecial(x); m != 0 {
 				// the bytes below the first special one
 				hi |= x & ((m&-m)>>7 - 1)
@@ -194,7 +194,7 @@ func strWord(b []byte, i int) (x, m uint64) {
 	if i+8 > len(b) {
 		return 0, 0
 	}
-	x = binary.LittleEndian.Uint64(b[i:])
+	x = binary.LittleEndian.Uint64(b[i : i+8])
 	return x, strSpecial(x)
 }
 
@@ -224,7 +224,7 @@ func nonDigits(x uint64) uint64 {
 // as 266945.45746667).
 func digitRun(b []byte, j int) int {
 	for j+8 <= len(b) {
-		if m := nonDigits(binary.LittleEndian.Uint64(b[j:])); m != 0 {
+		if m := nonDigits(binary.LittleEndian.Uint64(b[j : j+8])); m != 0 {
 			return j + bits.TrailingZeros64(m)>>3
 		}
 		j += 8
@@ -349,7 +349,7 @@ func scanNumberV(b []byte, i int, v *valueInfo) (int, synErr) {
 	// Most of the mod's numbers are short non-negative integers (positions,
 	// costs, counts): one word read gives their end and their value.
 	if i+8 <= len(b) {
-		x := binary.LittleEndian.Uint64(b[i:])
+		x := binary.LittleEndian.Uint64(b[i : i+8])
 		if m := nonDigits(x); m != 0 {
 			l := bits.TrailingZeros64(m) >> 3 // digits before the first non-digit
 			if c := b[i+l]; l > 0 && (b[i] != '0' || l == 1) && c != '.' && c|0x20 != 'e' {
@@ -575,7 +575,7 @@ func endOfStringEsc(b []byte, i int) (int, bool) {
 	esc := false
 	for {
 		for j+8 <= len(b) {
-			x := binary.LittleEndian.Uint64(b[j:])
+			x := binary.LittleEndian.Uint64(b[j : j+8])
 			if m := hasByte(x, '"') | hasByte(x, '\\'); m != 0 {
 				j += bits.TrailingZeros64(m) >> 3
 				break

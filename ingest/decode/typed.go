@@ -1299,8 +1299,8 @@ func firstKey(b []byte, s int) uint64 {
 	if s+18 > len(b) || b[s+1] != '"' {
 		return 0
 	}
-	x := binary.LittleEndian.Uint64(b[s+2:])
-	y := binary.LittleEndian.Uint64(b[s+10:])
+	x := binary.LittleEndian.Uint64(b[s+2 : s+10])
+	y := binary.LittleEndian.Uint64(b[s+10 : s+18])
 	if m := hasByte(x, '"'); m != 0 {
 		x &= (m&-m)>>7 - 1 // the bytes before the quote
 		y = 0
