@@ -72,11 +72,12 @@
 // predict each object's next key, compare it as one token ("key": in one to
 // three words), and walk the members that come as predicted (string or
 // number values, no whitespace) in a straight line; anything else takes the
-// general path, which gives the same result. On that line an integer of one
-// or two digits before ',' or '}' (the mod's costs, counts, positions and
-// versions) is valued in the few compares that find its end (smallInt), and
-// a number kept as printed (a card's or joker's id) is validated, not
-// valued. The mod writes keys in Lua's hash order, the same for every object
+// general path, which gives the same result. On that line a joker's
+// properties and the envelope's version, when an integer of one or two
+// digits before ',' or '}' (the mod's costs, counts and versions), are
+// valued in the few compares that find its end (smallInt), straight into
+// their fields; and a number kept as printed (a card's or joker's id) is
+// validated, not valued. The mod writes keys in Lua's hash order, the same for every object
 // of a kind within one game process but different between processes, so the
 // prediction is the order the batch state last met (it starts from the
 // reference captures' order): a game whose order differs pays the general

@@ -59,10 +59,7 @@ func (p *parser) fastObject(s, depth int, ks *keySet, set func(k, vs, ve int, v 
 				it.v.plain = ascii && !esc
 			}
 		case c == '-' || isDigit(c):
-			if end, n, ok := smallInt(b, vs); ok {
-				ve = end
-				it.v.isInt, it.v.num, it.v.numF = true, n, float64(n)
-			} else if ve, e = scanNumberV(b, vs, &it.v); e.msg != "" {
+			if ve, e = scanNumberV(b, vs, &it.v); e.msg != "" {
 				return 0, it, fastError, e
 			}
 		case c == 't' || c == 'f' || c == 'n': // a literal, checked as skipValue does
@@ -252,10 +249,6 @@ func (p *parser) fastScalar(vs int) (ve int, v valueInfo, ok bool) {
 		v.plain = ascii && !esc
 		return ve, v, e.msg == ""
 	case c == '-' || isDigit(c):
-		if ve, n, ok := smallInt(b, vs); ok {
-			v.isInt, v.num, v.numF = true, n, float64(n)
-			return ve, v, true
-		}
 		ve, e := scanNumberV(b, vs, &v)
 		return ve, v, e.msg == ""
 	}
@@ -392,8 +385,10 @@ func (p *parser) jokerPropsFast(pr *jimbotpb.JokerProperties, s int) (end int, o
 }
 
 // smallInt reads a non-negative integer of one or two digits at b[vs] that
-// a ',' or '}' follows (the mod's costs, counts and positions): its end and
-// value; ok is false for anything else, which the caller then scans.
+// a ',' or '}' follows (a joker's cost, chips, mult and sell value, the
+// envelope's version): its end and value; ok is false for anything else,
+// which the caller then scans. Where a number's value goes into a
+// valueInfo, scanNumberV's one-word path does the same work.
 func smallInt(b []byte, vs int) (ve int, n int64, ok bool) {
 	if vs+2 >= len(b) {
 		return 0, 0, false

@@ -101,10 +101,10 @@ func TestTypedViewPaths(t *testing.T) {
 }
 
 // TestFastPathBadNumbers: an invalid number where the straight-line walks
-// read small integers straight or ids without valuing them (a joker's
-// properties, position and id, a card's position and id, the envelope's
-// version) fails the event as it does anywhere else; the valid ones beside
-// them pass.
+// read small integers straight (a joker's properties, the envelope's
+// version) or ids without valuing them (a card's and a joker's), and at the
+// positions beside them, fails the event as it does anywhere else; the
+// valid ones pass.
 func TestFastPathBadNumbers(t *testing.T) {
 	places := []string{
 		`{"type":"JOKERS_CHANGED","source":"t","event_id":"x","payload":{"jokers":[{"name":"J","id":0.5,"position":1,"properties":{"cost":%s,"mult":1}}]}}`,
