@@ -206,20 +206,17 @@ func (d *Decoder) decode(kind Kind, st *batchState, receivedAt int64) *Result {
 	r := getResult()
 	r.kind = kind
 	st.batch.ReceivedAt = receivedAt
-	p := parser{
-		d:          d,
-		st:         st,
-		r:          r,
-		kind:       kind,
-		receivedAt: receivedAt,
-		maxDepth:   d.opts.MaxDepth,
-		maxEvents:  d.opts.MaxEvents,
-		maxString:  d.opts.MaxStringLen,
-		typedView:  !d.opts.NoTypedView,
-		buf:        st.orig,
-		members:    st.members[:0],
-		envNext:    envOrder,
-	}
+	// The parser lives in the pooled state, not on the stack: with hundreds
+	// of connections, each request runs on its connection's goroutine, whose
+	// stack is cold, while the state is warm from the pool. Set field by
+	// field: a composite literal would be built on the stack and copied.
+	p := &st.p
+	*p = parser{}
+	p.d, p.st, p.r, p.kind, p.receivedAt = d, st, r, kind, receivedAt
+	p.maxDepth, p.maxEvents, p.maxString = d.opts.MaxDepth, d.opts.MaxEvents, d.opts.MaxStringLen
+	p.typedView = !d.opts.NoTypedView
+	p.buf, p.members = st.orig, st.members[:0]
+	p.envNext = envOrder
 	if p.typedView && d.opts.TypedWanted != nil && (len(st.orig) < d.opts.DeferBelow || !d.opts.TypedWanted()) {
 		p.typedView, p.deferTyped = false, true
 		st.batch.DeferTyped(fillTyped)

@@ -33,9 +33,9 @@ type parser struct {
 	// rejectID is the event_id of the event being built, which its
 	// deadletter keeps; empty outside build.
 	rejectID string
-	// spec.Payload is the typed view that specTyped read from the payload
-	// at buf[specAt] (-1: none) of the event being parsed, for type specType.
-	spec     jimbotpb.Event
+	// st.spec.Payload is the typed view that specTyped read from the
+	// payload at buf[specAt] (-1: none) of the event being parsed, for type
+	// specType.
 	specAt   int
 	specType jimbotpb.EventType
 	// Of the event being parsed: at[k] is the index of the last member
@@ -55,11 +55,8 @@ type parser struct {
 	srcLast   string
 	srcHash   uint64
 	srcHashed bool
-	// keyBuf holds an escaped key of a typed object, decoded (every known
-	// key, each character escaped as \uXXXX, fits).
-	keyBuf  [128]byte
-	dupKeys bool
-	mayLong bool
+	dupKeys   bool
+	mayLong   bool
 }
 
 // member is one top-level member of an event object: the key token (with

@@ -216,6 +216,14 @@ type batchState struct {
 	// typed view was deferred (DeferTyped) and that had one set.
 	flags  []eventFlags
 	pooled keptMark
+	// p is the parser of the batch being decoded; spec and keyBuf its
+	// scratch, which it does not reset: spec is the event that specTyped
+	// reads a payload's typed view into, keyBuf an escaped key of a typed
+	// object, decoded (every known key, each character escaped as \uXXXX,
+	// fits).
+	p      parser
+	spec   jimbotpb.Event
+	keyBuf [128]byte
 }
 
 // eventFlags are the envelope's initial and debug of Batch.Events[idx],

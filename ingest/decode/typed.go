@@ -227,9 +227,9 @@ func (p *parser) nextK(it *vIter, ks *keySet) (id, vs, ve int, ok bool, e synErr
 		}
 		k++
 		raw := b[j+1 : ke-1]
-		if esc && len(raw) <= len(p.keyBuf) {
+		if esc && len(raw) <= len(p.st.keyBuf) {
 			// decodes to at most len(raw) bytes: no allocation
-			raw = appendUnescaped(p.keyBuf[:0], raw)
+			raw = appendUnescaped(p.st.keyBuf[:0], raw)
 		}
 		id = ks.lookup(raw) // an escaped key too long to decode here is no known key
 		if id >= 0 {
@@ -321,7 +321,7 @@ func (p *parser) textv(v valueInfo, s, e int) string {
 // specTyped validates the payload object at buf[vs] (nested at depth) of
 // the event being parsed, and returns its end. It is the typed walk of the
 // event's type if a "type" member came before it, else of the type guessed
-// from its first key (typeGuess), kept in p.spec for build.
+// from its first key (typeGuess), kept in p.st.spec for build.
 func (p *parser) specTyped(vs, depth int) (int, synErr) {
 	typ := jimbotpb.EventType_EVENT_TYPE_UNSPECIFIED
 	if n := p.at[kType]; n >= 0 {
@@ -341,9 +341,9 @@ func (p *parser) specTyped(vs, depth int) (int, synErr) {
 		jimbotpb.EventType_EVENT_TYPE_LEARNING_DECISION_RESPONSE: // the subtype decides
 		return skipValue(p.buf, vs, depth, p.maxDepth)
 	}
-	p.spec.Payload = nil
-	end, e := p.walkTyped(&p.spec, typ, vs, depth)
-	if e.msg == "" && p.spec.Payload != nil {
+	p.st.spec.Payload = nil
+	end, e := p.walkTyped(&p.st.spec, typ, vs, depth)
+	if e.msg == "" && p.st.spec.Payload != nil {
 		p.specAt, p.specType = vs, typ
 	}
 	return end, e
@@ -356,7 +356,7 @@ func (p *parser) typed(ev *jimbotpb.Event, s, e, depth int, initial, debug bool)
 		return
 	}
 	if p.specAt == s && p.specType == ev.Type {
-		ev.Payload = p.spec.Payload
+		ev.Payload = p.st.spec.Payload
 	} else {
 		p.walkTyped(ev, ev.Type, s, depth) // validated already: no error
 		p.st.guess.learn(p.buf, s, ev.Type)
