@@ -212,8 +212,7 @@ func (p *parser) rollback() {
 	}
 	st.flags = st.flags[:0]
 	st.aux = st.aux[:0]
-	st.events.reset()
-	st.typed.reset()
+	st.counts.n = [1 + numTyped]int32{} // every slab's
 	p.members = p.members[:0]
 	p.batchID = ""
 	r := p.r

@@ -228,7 +228,7 @@ func BenchmarkTypedGameState(b *testing.B) {
 		b.SetBytes(int64(len(payload)))
 		b.ReportAllocs()
 		for b.Loop() {
-			st.typed.reset()
+			st.resetTyped()
 			st.aux = st.aux[:0]
 			if _, e := p.gameState(st.typed.gameState.get(), 0, 1); e.msg != "" {
 				b.Fatal(e.msg)

@@ -10,18 +10,25 @@ import (
 )
 
 // slab hands out *T values that are reused from one batch to the next: get
-// returns the next one (allocating only while the slab grows), reset makes
-// them all available again. The caller resets the value it gets.
+// returns the next one (allocating only while the slab grows); zeroing its
+// count makes them all available again. The caller resets the value it gets.
+//
+// A slab's count and the bytes its values hold live in its state's
+// slabCounts, with every other slab's (bind): a request touches the lines of
+// the slabs it uses, and its reset and footprint the counts alone.
 type slab[T any] struct {
 	items []*T
-	n     int
+	n     *int32 // values handed out
+	held  *int   // the bytes that all the state's slabs hold
 }
 
+// bind points s's counters at n and held.
+func (s *slab[T]) bind(n *int32, held *int) { s.n, s.held = n, held }
+
 func (s *slab[T]) get() *T {
-	if s.n < len(s.items) {
-		v := s.items[s.n]
-		s.n++
-		return v
+	if n := *s.n; int(n) < len(s.items) {
+		*s.n = n + 1
+		return s.items[n]
 	}
 	return s.grow()
 }
@@ -31,21 +38,23 @@ func (s *slab[T]) get() *T {
 // emptied the pools, the fan-out's queues may hold thousands of states, each
 // made again).
 func (s *slab[T]) grow() *T {
+	var z T
 	chunk := make([]T, min(max(len(s.items)/2, 8), 256))
 	for i := range chunk {
 		s.items = append(s.items, &chunk[i])
 	}
-	v := s.items[s.n]
-	s.n++
+	*s.held += len(chunk) * (int(unsafe.Sizeof(z)) + 8)
+	v := s.items[*s.n]
+	*s.n++
 	return v
 }
 
-func (s *slab[T]) reset() { s.n = 0 }
-
-// bytes is the memory the slab holds: its values and their pointers.
-func (s *slab[T]) bytes() int {
-	var z T
-	return len(s.items) * (int(unsafe.Sizeof(z)) + 8)
+// slabCounts are the counters of a state's slabs: n[0] the events', n[1:]
+// the typed views' (typedCache.bind's order); held the bytes all of them
+// hold, their values and pointers.
+type slabCounts struct {
+	n    [1 + numTyped]int32
+	held int
 }
 
 // Typed views: each pairs a payload message with its oneof wrapper, so that
@@ -156,36 +165,32 @@ type typedCache struct {
 	shopItems     slab[jimbotpb.ShopItem]
 }
 
-// bytes is the memory the typed views hold (the strings alias the body).
-func (c *typedCache) bytes() int {
-	return c.heartbeat.bytes() + c.money.bytes() + c.score.bytes() + c.handPlayed.bytes() +
-		c.discard.bytes() + c.jokersChanged.bytes() + c.round.bytes() + c.phase.bytes() +
-		c.roundComplete.bytes() + c.connTest.bytes() + c.jokerTrig.bytes() + c.errors.bytes() +
-		c.ldReq.bytes() + c.ldResp.bytes() + c.gameState.bytes() + c.jokers.bytes() +
-		c.consumables.bytes() + c.cards.bytes() + c.scoreHist.bytes() + c.shopItems.bytes()
-}
+// numTyped is the number of slabs of a typedCache.
+const numTyped = 20
 
-func (c *typedCache) reset() {
-	c.heartbeat.reset()
-	c.money.reset()
-	c.score.reset()
-	c.handPlayed.reset()
-	c.discard.reset()
-	c.jokersChanged.reset()
-	c.round.reset()
-	c.phase.reset()
-	c.roundComplete.reset()
-	c.connTest.reset()
-	c.jokerTrig.reset()
-	c.errors.reset()
-	c.ldReq.reset()
-	c.ldResp.reset()
-	c.gameState.reset()
-	c.jokers.reset()
-	c.consumables.reset()
-	c.cards.reset()
-	c.scoreHist.reset()
-	c.shopItems.reset()
+// bind points the slabs' counters at n (numTyped of them) and held.
+func (c *typedCache) bind(n []int32, held *int) {
+	n = n[:numTyped]
+	c.heartbeat.bind(&n[0], held)
+	c.money.bind(&n[1], held)
+	c.score.bind(&n[2], held)
+	c.handPlayed.bind(&n[3], held)
+	c.discard.bind(&n[4], held)
+	c.jokersChanged.bind(&n[5], held)
+	c.round.bind(&n[6], held)
+	c.phase.bind(&n[7], held)
+	c.roundComplete.bind(&n[8], held)
+	c.connTest.bind(&n[9], held)
+	c.jokerTrig.bind(&n[10], held)
+	c.errors.bind(&n[11], held)
+	c.ldReq.bind(&n[12], held)
+	c.ldResp.bind(&n[13], held)
+	c.gameState.bind(&n[14], held)
+	c.jokers.bind(&n[15], held)
+	c.consumables.bind(&n[16], held)
+	c.cards.bind(&n[17], held)
+	c.scoreHist.bind(&n[18], held)
+	c.shopItems.bind(&n[19], held)
 }
 
 // batchState is everything one decoded batch owns: the route.Batch (whose
@@ -203,6 +208,7 @@ type batchState struct {
 	repairs []repairAt
 	events  slab[jimbotpb.Event]
 	typed   typedCache
+	counts  slabCounts
 	// spans is scratch for one event's extra members; members for the
 	// parser's members.
 	spans   []span
@@ -258,7 +264,9 @@ func freeBatch(b *route.Batch) {
 	if st.pooled.kept && (size > maxKeptBytes || len(st.events.items) > maxKeptEvents) {
 		statePool.drop(st) // pooled, but not kept: the GC may take it
 	}
-	st.reset()
+	// Reset by getState, not here: the last Release is often a fan-out
+	// writer's, on another core than the next request's decode, and each
+	// line it wrote the decode would fetch back.
 	statePool.put(st)
 }
 
@@ -274,12 +282,15 @@ func getState() *batchState {
 	st := statePool.get()
 	if st == nil {
 		st = &batchState{}
+		st.events.bind(&st.counts.n[0], &st.counts.held)
+		st.typed.bind(st.counts.n[1:], &st.counts.held)
 		st.order.reset()
 		st.batch = route.NewBatch(freeBatch)
 		st.batch.Owner = st
 		statePool.keep(st)
+		return st
 	}
-	st.batch.Reset()
+	st.reset()
 	return st
 }
 
@@ -368,12 +379,14 @@ func (k *keptPool[T, P]) drop(x P) {
 	k.mu.Unlock()
 }
 
+// resetTyped makes the typed views' slabs' values available again.
+func (st *batchState) resetTyped() { clear(st.counts.n[1:]) }
+
 // footprint is the memory the state holds, used or not: its route.Batch's
 // Bytes, charged to the ingest's budget while the batch is in flight.
 func (st *batchState) footprint() int {
-	var m member
-	return cap(st.orig) + cap(st.work) + cap(st.aux) + cap(st.members)*int(unsafe.Sizeof(m)) +
-		st.events.bytes() + st.typed.bytes() + 16*(cap(st.batch.Events)+cap(st.batch.Topics))
+	return cap(st.orig) + cap(st.work) + cap(st.aux) + cap(st.members)*int(unsafe.Sizeof(member{})) +
+		st.counts.held + 16*(cap(st.batch.Events)+cap(st.batch.Topics))
 }
 
 // reset forgets the batch's contents but keeps every buffer and value.
@@ -383,8 +396,7 @@ func (st *batchState) reset() {
 	st.work = st.work[:0]
 	st.aux = st.aux[:0]
 	st.repairs = st.repairs[:0]
-	st.events.reset()
-	st.typed.reset()
+	st.counts.n = [1 + numTyped]int32{} // every slab's
 	st.spans = st.spans[:0]
 	st.flags = st.flags[:0]
 }

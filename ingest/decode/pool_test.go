@@ -5,9 +5,11 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 
+	jimbotpb "github.com/jimbot/jimbus/proto"
 	"github.com/jimbot/jimbus/route"
 )
 
@@ -101,4 +103,40 @@ func TestKeptBounded(t *testing.T) {
 	for _, k := range statePool.s[:statePool.n] {
 		require.NotSame(t, st, k)
 	}
+}
+
+// TestStateReuse: a state that comes back from the pool (reset by getState,
+// not when its batch was freed) decodes the next request as a new one
+// would, and its footprint still counts the values that a large batch grew
+// its slabs by.
+func TestStateReuse(t *testing.T) {
+	d := New(Options{})
+	r := d.Decode(KindBatch, syntheticBatch(50), 1)
+	require.Equal(t, 50, r.Accepted)
+	st := r.Batch.Owner.(*batchState)
+	r.Batch.Release()
+	d.ReleaseResult(r)
+	require.GreaterOrEqual(t, st.counts.held, 50*int(unsafe.Sizeof(jimbotpb.Event{})))
+
+	// Take states until st comes back (the pool may hold others first).
+	var others []*batchState
+	got := getState()
+	for ; got != st; got = getState() {
+		others = append(others, got)
+		require.Less(t, len(others), 4*maxKept, "the freed state never came back")
+	}
+	for _, o := range others {
+		o.batch.Release()
+	}
+	body := `{"type":"HEARTBEAT","source":"s","payload":{"version":"0.1.0","game_state":"1","uptime":2.5,"headless":true}}`
+	st.orig = append(st.orig[:0], body...)
+	r = d.decode(KindEvent, st, 2)
+	defer d.ReleaseResult(r)
+	defer r.Batch.Release()
+	require.Equal(t, 1, r.Accepted)
+	require.Equal(t, 1, len(r.Batch.Events))
+	require.Equal(t, "0.1.0", r.Batch.Events[0].GetHeartbeat().GetVersion())
+	require.True(t, r.Batch.Events[0].GetHeartbeat().GetHeadless())
+	require.Equal(t, [1 + numTyped]int32{0: 1, 1: 1}, st.counts.n, "one event, one heartbeat view")
+	require.GreaterOrEqual(t, r.Batch.Bytes, st.counts.held+len(body))
 }
