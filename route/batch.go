@@ -27,8 +27,6 @@ type Batch struct {
 	// views), the consumers the fan-out queues the batch to that take every
 	// one of its events; the fan-out sets it before it queues the batch.
 	Receivers [2]int32
-	// enc holds the events encoded once by form (Encoded).
-	enc [2]Encoded
 
 	refs atomic.Int32
 	free func(*Batch)
@@ -37,13 +35,21 @@ type Batch struct {
 	// fillMu is held by the one that does.
 	fill    func(*Batch)
 	pending atomic.Bool
-	fillMu  sync.Mutex
+	// encUsed is set by the first Encoded call, so that Reset leaves enc
+	// alone when it was not used (most batches: one receiver by form).
+	encUsed atomic.Bool
 	// budget, when set, was charged charged bytes (Charge) and extra more
 	// for the encodings made after publication, returned by the last
 	// Release.
 	budget  *Budget
 	charged int64
 	extra   atomic.Int64
+
+	// The fields above are those of every batch, which Reset writes: three
+	// cache lines. Those below are touched only when used.
+	fillMu sync.Mutex
+	// enc holds the events encoded once by form (Encoded).
+	enc [2]Encoded
 }
 
 // NewBatch returns a batch with one reference; free, if not nil, is called
@@ -63,8 +69,11 @@ func (b *Batch) Reset() {
 	b.ReceivedAt = 0
 	b.Bytes = 0
 	b.Receivers = [2]int32{}
-	for i := range b.enc {
-		b.enc[i].reset()
+	if b.encUsed.Load() {
+		for i := range b.enc {
+			b.enc[i].reset()
+		}
+		b.encUsed.Store(false)
 	}
 	b.fill = nil
 	b.pending.Store(false)
@@ -174,6 +183,7 @@ func (b *Batch) Encoded(form int, encode func(*Batch, *Encoded)) (enc *Encoded) 
 		return e
 	}
 	if e.state.CompareAndSwap(encNone, encBuilding) {
+		b.encUsed.Store(true)
 		defer func() {
 			// Built, even by a panicking encode (its Err says so): the
 			// waiters must not wait for ever.
