@@ -181,7 +181,17 @@ func (s *Server) finish(ctx *fasthttp.RequestCtx, ep endpoint, start time.Time) 
 	s.m.duration[ep].Observe(s.now().Sub(start).Seconds())
 }
 
+// answer answers code with the JSON body, which it does not copy: body
+// must not change until the response is written (a package or server
+// constant, or a new allocation; answerCopy copies a pooled buffer).
 func (s *Server) answer(ctx *fasthttp.RequestCtx, code int, body []byte) {
+	ctx.SetStatusCode(code)
+	ctx.Response.Header.SetContentTypeBytes(ctJSON)
+	ctx.Response.SetBodyRaw(body)
+}
+
+// answerCopy is answer of a body that the caller reuses (a scratch buffer).
+func (s *Server) answerCopy(ctx *fasthttp.RequestCtx, code int, body []byte) {
 	ctx.SetStatusCode(code)
 	ctx.Response.Header.SetContentTypeBytes(ctJSON)
 	ctx.SetBody(body)
@@ -206,7 +216,7 @@ func (s *Server) answerRejected(ctx *fasthttp.RequestCtx, res *decode.Result) {
 	sc.out = append(sc.out[:0], `{"status":"error","error":"`...)
 	sc.out = appendJSONString(sc.out, sc.text)
 	sc.out = append(sc.out, `"}`...)
-	s.answer(ctx, fasthttp.StatusOK, sc.out)
+	s.answerCopy(ctx, fasthttp.StatusOK, sc.out)
 	putScratch(sc)
 }
 
@@ -329,7 +339,7 @@ func (s *Server) serveHealth(ctx *fasthttp.RequestCtx) {
 	sc.out = append(sc.out[:0], s.healthPrefix...)
 	sc.out = strconv.AppendInt(sc.out, int64(s.now().Sub(processStart).Seconds()), 10)
 	sc.out = append(sc.out, healthSuffix...)
-	s.answer(ctx, fasthttp.StatusOK, sc.out)
+	s.answerCopy(ctx, fasthttp.StatusOK, sc.out)
 	putScratch(sc)
 }
 
