@@ -198,6 +198,10 @@ func (c *typedCache) bind(n []int32, held *int) {
 // and the reused events and typed payloads. It returns to statePool when the
 // batch's last reference is released.
 type batchState struct {
+	// The fields every request uses come first, together, and the parser
+	// right after them: with hundreds of states taking turns (the
+	// subscribers' queues hold them) a state is cold, and a single event
+	// should cost as few of its cache lines as can be.
 	batch *route.Batch
 	// orig is the request body (copied by Decode, taken by DecodeSwap);
 	// work the pre-pass output when the body needed repair.
@@ -206,28 +210,29 @@ type batchState struct {
 	// event ids, extra_json objects, deadletter reasons.
 	aux     []byte
 	repairs []repairAt
-	events  slab[jimbotpb.Event]
-	typed   typedCache
-	counts  slabCounts
 	// spans is scratch for one event's extra members; members for the
 	// parser's members.
 	spans   []span
 	members []member
-	// order is the key order the typed walkers learned (keyOrder), guess
-	// the payload types (typeGuess); they outlive the batch, as
-	// predictions only.
-	order keyOrders
-	guess typeGuess
 	// flags lists, in event order, the envelope flags of the events whose
 	// typed view was deferred (DeferTyped) and that had one set.
 	flags  []eventFlags
 	pooled keptMark
+	counts slabCounts
+	events slab[jimbotpb.Event]
 	// p is the parser of the batch being decoded; spec and keyBuf its
 	// scratch, which it does not reset: spec is the event that specTyped
 	// reads a payload's typed view into, keyBuf an escaped key of a typed
 	// object, decoded (every known key, each character escaped as \uXXXX,
 	// fits).
-	p      parser
+	p parser
+
+	typed typedCache
+	// order is the key order the typed walkers learned (keyOrder), guess
+	// the payload types (typeGuess); they outlive the batch, as
+	// predictions only.
+	order  keyOrders
+	guess  typeGuess
 	spec   jimbotpb.Event
 	keyBuf [128]byte
 }
