@@ -112,6 +112,12 @@ func checkDecodeKind(t testing.TB, d *Decoder, body []byte, kind Kind) {
 		if b.Len() != len(r.Keys) || b.Len() != len(b.Topics) {
 			t.Fatalf("lengths: %d events, %d keys, %d topics", b.Len(), len(r.Keys), len(b.Topics))
 		}
+		for i, ev := range b.Events {
+			// A key is the resend key of the event's own fields.
+			if k := r.Keys[i]; k != 0 && k != Key(ev.Source, ev.EventId, ev.ClientTimestamp) {
+				t.Fatalf("event %d: key %x, of its fields %x", i, k, Key(ev.Source, ev.EventId, ev.ClientTimestamp))
+			}
+		}
 		msg := r.AppendError(nil)
 		switch {
 		case r.Fatal != "":
