@@ -220,19 +220,19 @@ type batchState struct {
 	pooled keptMark
 	counts slabCounts
 	events slab[jimbotpb.Event]
-	// p is the parser of the batch being decoded; spec and keyBuf its
-	// scratch, which it does not reset: spec is the event that specTyped
-	// reads a payload's typed view into, keyBuf an escaped key of a typed
-	// object, decoded (every known key, each character escaped as \uXXXX,
-	// fits).
+	// p is the parser of the batch being decoded.
 	p parser
 
 	typed typedCache
 	// order is the key order the typed walkers learned (keyOrder), guess
 	// the payload types (typeGuess); they outlive the batch, as
 	// predictions only.
-	order  keyOrders
-	guess  typeGuess
+	order keyOrders
+	guess typeGuess
+	// spec and keyBuf are the parser's scratch, which it does not reset:
+	// spec the event that specTyped reads a payload's typed view into,
+	// keyBuf an escaped key of a typed object, decoded (every known key,
+	// each character escaped as \uXXXX, fits).
 	spec   jimbotpb.Event
 	keyBuf [128]byte
 }
@@ -283,8 +283,11 @@ const (
 	maxKeptEvents = 512
 )
 
-func getState() *batchState {
-	st := statePool.get()
+func getState() *batchState { return readyState(statePool.get()) }
+
+// readyState returns st, a state from the pool, reset for a new batch, or
+// a new state when st is nil.
+func readyState(st *batchState) *batchState {
 	if st == nil {
 		st = &batchState{}
 		st.events.bind(&st.counts.n[0], &st.counts.held)
