@@ -212,7 +212,7 @@ func (p *parser) rollback() {
 	}
 	st.flags = st.flags[:0]
 	st.aux = st.aux[:0]
-	st.counts.n = [1 + numTyped]int32{} // every slab's
+	st.resetSlabs()
 	p.members = p.members[:0]
 	p.batchID = ""
 	r := p.r

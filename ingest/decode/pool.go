@@ -387,7 +387,10 @@ func (k *keptPool[T, P]) drop(x P) {
 	k.mu.Unlock()
 }
 
-// resetTyped makes the typed views' slabs' values available again.
+// resetSlabs makes every slab's values (events and typed views) available
+// again; resetTyped the typed views' alone.
+func (st *batchState) resetSlabs() { st.counts.n = [1 + numTyped]int32{} }
+
 func (st *batchState) resetTyped() { clear(st.counts.n[1:]) }
 
 // footprint is the memory the state holds, used or not: its route.Batch's
@@ -404,7 +407,7 @@ func (st *batchState) reset() {
 	st.work = st.work[:0]
 	st.aux = st.aux[:0]
 	st.repairs = st.repairs[:0]
-	st.counts.n = [1 + numTyped]int32{} // every slab's
+	st.resetSlabs()
 	st.spans = st.spans[:0]
 	st.flags = st.flags[:0]
 }
